@@ -1,0 +1,72 @@
+"""Model registry: ``register_model`` decorator, ``list_models`` and the ``create_model`` factory.
+
+Modelled on timm's registry: every architecture file ends with small builder functions decorated
+with ``@register_model``; ``create_model`` looks a name up, drops keyword options whose value is
+``None`` (so CLI flags left unset keep the model's own defaults) and calls the builder.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable
+
+import torch.nn as nn
+
+__all__ = ["register_model", "list_models", "create_model", "is_model"]
+
+_MODEL_ENTRYPOINTS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(fn: Callable[..., nn.Module] | None = None, *, name: str | None = None):
+    """Register a builder ``fn(num_classes, **kw) -> nn.Module`` under ``name`` (default: its ``__name__``).
+
+    Usable as ``@register_model`` or ``@register_model(name="tv_resnet18")``. Registering the same
+    name twice raises ``ValueError``.
+    """
+
+    def _register(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        key = name or builder.__name__
+        if key in _MODEL_ENTRYPOINTS:
+            raise ValueError(f"model name {key!r} is already registered; choose another name")
+        _MODEL_ENTRYPOINTS[key] = builder
+        return builder
+
+    if fn is not None:
+        return _register(fn)
+    return _register
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Sorted registered model names, optionally filtered by a wildcard ``pattern`` (e.g. ``"resnet*"``)."""
+    names = sorted(_MODEL_ENTRYPOINTS)
+    if pattern is not None:
+        names = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+    return names
+
+
+def is_model(name: str) -> bool:
+    """True if ``name`` is a registered model."""
+    return name in _MODEL_ENTRYPOINTS
+
+
+def create_model(name: str, num_classes: int, **kwargs) -> nn.Module:
+    """Build the registered model ``name`` with a ``num_classes``-way classifier.
+
+    Keyword options whose value is ``None`` are dropped, so the builder's default applies. Unknown
+    names raise ``ValueError`` naming the closest registered names.
+
+    Example::
+
+        model = create_model("resnet18", num_classes=100)
+    """
+    if name not in _MODEL_ENTRYPOINTS:
+        close = difflib.get_close_matches(name, _MODEL_ENTRYPOINTS, n=3)
+        hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+        raise ValueError(
+            f"unknown model name {name!r}; {hint}valid names: {', '.join(list_models())}"
+        )
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    return _MODEL_ENTRYPOINTS[name](num_classes=num_classes, **kwargs)
