@@ -2,7 +2,31 @@
 
 Every corruption is declared once, by ``register``, next to its kernel. The tables are data:
 ``cifar`` holds the CIFAR-C parameters (32 px, from hendrycks/robustness make_cifar_c.py) and
-``imagenet`` the ImageNet-C ones (224 px), one tuple per severity 1..5.
+``imagenet`` the ImageNet-C ones (224 px), one tuple per severity 1..5. Names and families are
+declared here, by name (never by slicing a tuple), in the canonical CIFAR-C order.
+
+Kernel contract (kernels in noise.py, blur.py, ... rely on it):
+
+- ``kernel(x, params, generator) -> Tensor``. ``x`` is a contiguous float32 batch (n, 3, H, W)
+  with values in [0, 1], on any device, n >= 1, H, W >= 8.
+- ``params`` is the parameter tuple of ONE severity, already resolved for the image size by the
+  profile (see ``corruptions._params``), shared by the n images. A scalar table entry such as
+  ``0.04`` arrives as the 1-tuple ``(0.04,)``; integer positions (``integer_params``) arrive as
+  Python ints.
+- ``generator`` is always a ``torch.Generator`` (never None: ``corrupt`` makes one). Every random
+  draw comes from it, per image, made on the generator's device and then moved to ``x``'s device
+  (use the helpers ``rand``, ``randn``, ``randint``, ``uniform``, ``poisson`` below), so a CPU
+  generator gives the same output for CPU and CUDA data. Never touch the global RNG.
+- It returns the corrupted batch on the same 0..1 scale and device, NOT yet clipped or
+  quantised: the caller clips to [0, 1] and, for uint8 output, truncates ``x * 255`` like the
+  reference's ``np.uint8`` cast. A kernel may quantise internally where the reference does
+  (e.g. glass_blur's uint8 cast, JPEG).
+
+CONTRACT CHANGE (additive, 20:40): ``register`` also accepts ``interpolation=`` (one mode per
+parameter position: "auto", "linear", "log" or "nearest"; see ``corruptions._params``), scalar
+table entries (wrapped into 1-tuples) and entries that are not numbers (always "nearest").
+``family`` and ``benchmark`` may be omitted: they are looked up in ``FAMILIES`` below, and when
+given they must agree with it. Everything that worked before still works.
 """
 
 from __future__ import annotations
@@ -12,52 +36,92 @@ from dataclasses import dataclass
 
 import torch
 
-# A kernel corrupts a float32 batch (n, 3, H, W) with values in [0, 1] on any device.
-# ``params`` is the parameter tuple of ONE severity (already resolved for the image size by the
-# profile, see ``corruptions._params``), shared by the n images; random draws are per image and
-# come from ``generator`` only. It returns the corrupted batch on the same 0..1 scale, NOT yet
-# clipped or quantised (the caller clips to [0, 1] and, for uint8 output, truncates x*255 like
-# the reference's np.uint8 cast). A kernel may quantise internally where the reference does.
-Kernel = Callable[[torch.Tensor, tuple, "torch.Generator | None"], torch.Tensor]
+Kernel = Callable[[torch.Tensor, tuple, torch.Generator], torch.Tensor]
+
+# The 15 benchmark corruptions by family, in the CIFAR-C / ImageNet-C order, then the 4 extra
+# ("validation" in imagecorruptions). The order of the dict and of each tuple is the canonical
+# order returned by get_corruption_names.
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "noise": ("gaussian_noise", "shot_noise", "impulse_noise"),
+    "blur": ("defocus_blur", "glass_blur", "motion_blur", "zoom_blur"),
+    "weather": ("snow", "frost", "fog", "brightness"),
+    "digital": ("contrast", "elastic_transform", "pixelate", "jpeg_compression"),
+    "extra": ("speckle_noise", "gaussian_blur", "spatter", "saturate"),
+}
+# The benchmark family each extra corruption resembles (how imagecorruptions describes them).
+EXTRA_RESEMBLES: dict[str, str] = {
+    "speckle_noise": "noise", "gaussian_blur": "blur", "spatter": "weather", "saturate": "digital",
+}
+BENCHMARK_FAMILIES = ("noise", "blur", "weather", "digital")
+ALL_NAMES: tuple[str, ...] = tuple(name for names in FAMILIES.values() for name in names)
+FAMILY_OF: dict[str, str] = {name: fam for fam, names in FAMILIES.items() for name in names}
+INTERPOLATION_MODES = ("auto", "linear", "log", "nearest")
 
 
 @dataclass(frozen=True)
 class CorruptionSpec:
     name: str
-    family: str  # noise | blur | weather | digital
+    family: str  # noise | blur | weather | digital | extra
     benchmark: bool  # True for the 15 benchmark corruptions, False for the 4 extra
     cifar: tuple[tuple, ...]  # severity 1..5 parameter tuples at 32 px
     imagenet: tuple[tuple, ...]  # severity 1..5 parameter tuples at 224 px
     kernel: Kernel
     # Which parameter positions are integers (rounded after interpolation), e.g. iterations.
     integer_params: tuple[int, ...] = ()
-    # Which parameters do not scale with the image size, vs those that do (see _params).
     deterministic: bool = False  # True when the output depends on no random draw
+    # How each parameter position is interpolated between the two tables (see _params).
+    interpolation: tuple[str, ...] = ()
 
 
 _REGISTRY: dict[str, CorruptionSpec] = {}
 
 
+def _as_table(name: str, which: str, table: Sequence) -> tuple[tuple, ...]:
+    rows = tuple(tuple(row) if isinstance(row, (tuple, list)) else (row,) for row in table)
+    if len(rows) != 5:
+        raise ValueError(f"corruption {name!r} needs 5 severities in its {which} table, got {len(rows)}")
+    if len({len(row) for row in rows}) != 1:
+        raise ValueError(f"corruption {name!r}: every row of its {which} table needs the same length")
+    return rows
+
+
 def register(
     name: str,
     *,
-    family: str,
-    benchmark: bool,
-    cifar: Sequence[tuple],
-    imagenet: Sequence[tuple],
+    cifar: Sequence,
+    imagenet: Sequence,
+    family: str | None = None,
+    benchmark: bool | None = None,
     integer_params: Sequence[int] = (),
     deterministic: bool = False,
+    interpolation: Sequence[str] | None = None,
 ) -> Callable[[Kernel], Kernel]:
     """Decorator declaring a corruption's kernel and its severity tables."""
+    if name not in FAMILY_OF:
+        raise ValueError(f"corruption {name!r} is not declared in corruptions._registry.FAMILIES")
+    table_family = FAMILY_OF[name]
+    if family is not None and family not in (table_family, EXTRA_RESEMBLES.get(name)):
+        raise ValueError(f"corruption {name!r} belongs to family {table_family!r}, not {family!r}")
+    if benchmark is not None and benchmark != (table_family != "extra"):
+        raise ValueError(f"corruption {name!r}: benchmark={benchmark} disagrees with FAMILIES")
+    cifar_rows = _as_table(name, "cifar", cifar)
+    imagenet_rows = _as_table(name, "imagenet", imagenet)
+    width = len(cifar_rows[0])
+    if len(imagenet_rows[0]) != width:
+        raise ValueError(f"corruption {name!r}: the cifar and imagenet rows differ in length")
+    modes = tuple(interpolation) if interpolation is not None else ("auto",) * width
+    if len(modes) != width or any(m not in INTERPOLATION_MODES for m in modes):
+        raise ValueError(
+            f"corruption {name!r}: interpolation={interpolation!r} needs {width} modes from "
+            f"{INTERPOLATION_MODES}"
+        )
 
     def decorate(kernel: Kernel) -> Kernel:
         if name in _REGISTRY:
             raise ValueError(f"corruption {name!r} registered twice")
-        if len(cifar) != 5 or len(imagenet) != 5:
-            raise ValueError(f"corruption {name!r} needs 5 severities in each table")
         _REGISTRY[name] = CorruptionSpec(
-            name, family, benchmark, tuple(map(tuple, cifar)), tuple(map(tuple, imagenet)),
-            kernel, tuple(integer_params), deterministic,
+            name, table_family, table_family != "extra", cifar_rows, imagenet_rows,
+            kernel, tuple(integer_params), deterministic, modes,
         )
         return kernel
 
@@ -65,10 +129,65 @@ def register(
 
 
 def get_spec(name: str) -> CorruptionSpec:
+    """The registered spec of ``name``; ValueError listing the valid names otherwise."""
     try:
         return _REGISTRY[name]
-    except KeyError:
-        valid = ", ".join(sorted(_REGISTRY))
+    except (KeyError, TypeError):
+        if not isinstance(name, str):
+            raise TypeError(
+                f"corruption_name must be a str, got {type(name).__name__}; use one of: "
+                f"{', '.join(ALL_NAMES)}"
+            ) from None
+        if name in FAMILY_OF:
+            raise ValueError(
+                f"corruption_name={name!r} is declared but its kernel is not registered"
+            ) from None
         raise ValueError(
-            f"corruption_name={name!r} is not a known corruption; use one of: {valid}"
+            f"corruption_name={name!r} is not a known corruption; use one of: {', '.join(ALL_NAMES)}"
         ) from None
+
+
+def registered_names() -> list[str]:
+    """Names with a registered kernel, in canonical order."""
+    return [name for name in ALL_NAMES if name in _REGISTRY]
+
+
+# ---------------------------------------------------------------------------------------------
+# Random draws for kernels: made on the generator's device, then moved to the data's device, so
+# one CPU generator seed gives identical corruptions on CPU and CUDA.
+
+
+def _device_of(generator: torch.Generator) -> torch.device:
+    return generator.device
+
+
+def rand(size: Sequence[int], generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
+    """Uniform [0, 1) float32 draws of shape ``size`` on ``device``."""
+    return torch.rand(tuple(size), generator=generator, device=_device_of(generator)).to(device)
+
+
+def randn(size: Sequence[int], generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
+    """Standard normal float32 draws of shape ``size`` on ``device``."""
+    return torch.randn(tuple(size), generator=generator, device=_device_of(generator)).to(device)
+
+
+def uniform(
+    low: float, high: float, size: Sequence[int], generator: torch.Generator, device: torch.device | str
+) -> torch.Tensor:
+    """Uniform [low, high) float32 draws (like ``np.random.uniform``) on ``device``."""
+    return rand(size, generator, device) * (high - low) + low
+
+
+def randint(
+    low: int, high: int, size: Sequence[int], generator: torch.Generator, device: torch.device | str
+) -> torch.Tensor:
+    """Integers in [low, high) (like ``np.random.randint``), int64, on ``device``."""
+    return torch.randint(
+        low, high, tuple(size), generator=generator, device=_device_of(generator)
+    ).to(device)
+
+
+def poisson(rates: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Poisson draws with the given (non-negative) float rates, on the rates' device."""
+    out = torch.poisson(rates.to(_device_of(generator)), generator=generator)
+    return out.to(rates.device)
