@@ -12,6 +12,16 @@ from collections.abc import Sequence
 
 EPILOG_FIT = """example:
   auxtrain fit --dataset shapes --corruptions noise,blur --out runs/shapes
+  auxtrain fit --dataset cifar100 --data-root data --model resnet18 --corruptions noise,blur,weather \\
+      --epochs 210 --out runs/c100-r18 --amp --channels-last
+  auxtrain fit --dataset shapes --corruptions none --out runs/standard     # standard training
+  auxtrain fit --dataset shapes --mode augment --out runs/augment          # naive augmentation baseline
+  auxtrain fit -c run.yaml --seed 1                                        # options from a file, then flags
+  auxtrain fit --resume --out runs/shapes                                  # continue after Ctrl-C or a crash
+  torchrun --nproc-per-node 4 -m auxtrain fit --dataset cifar100 --data-root data --out runs/ddp
+
+Branches (--corruptions): each comma-separated item is one auxiliary branch: a family (noise, blur,
+weather, digital, extra), a corruption name (gaussian_noise, ...), or names joined by "+".
 """
 EPILOG_EVAL = """example:
   auxtrain eval --checkpoint runs/shapes/model_plain.pt --data-root data/CIFAR-100-C --out reports/r18
@@ -26,16 +36,139 @@ class UserError(Exception):
 
 
 def _add_fit(sub: argparse._SubParsersAction) -> None:
+    from auxtrain.training import TrainConfig
+
     p = sub.add_parser(
         "fit", help="train a robust classifier (auxiliary training) and export a plain model",
-        description="Train a classifier with auxiliary training and export a plain model.",
+        description="Train a classifier with auxiliary training and export a plain model.\n"
+                    "Options come from the defaults, then -c/--config FILE (YAML or TOML, same names), "
+                    "then the flags.",
         epilog=EPILOG_FIT, formatter_class=argparse.RawDescriptionHelpFormatter,
+        argument_default=argparse.SUPPRESS,  # unset flags stay absent, so config-file values apply
     )
+    defaults = TrainConfig()
+
+    def add(group, flag, help, **kw):
+        default = getattr(defaults, flag.lstrip("-").replace("-", "_"), None)
+        if default not in (None, False) and "default" not in help:
+            help = f"{help} (default: {default})"
+        group.add_argument(flag, help=help, **kw)
+
+    p.add_argument("-c", "--config", metavar="FILE", help="YAML or TOML file of options (flags override it)")
+    g = p.add_argument_group("data")
+    add(g, "--dataset", "shapes (built in), cifar10, cifar100 or imagefolder", metavar="NAME")
+    add(g, "--data-root", "folder holding the dataset files", metavar="DIR")
+    add(g, "--download", "download CIFAR (checksum-verified) when missing", action="store_true")
+    add(g, "--train-size", "number of training images (shapes: generated; others: seeded subset)",
+        type=int, metavar="N")
+    add(g, "--test-size", "number of test images", type=int, metavar="N")
+    add(g, "--image-size", "imagefolder: training crop size", type=int, metavar="PX")
+    add(g, "--workers", "data-loading worker processes", type=int, metavar="N")
+    g = p.add_argument_group("model")
+    add(g, "--model", "backbone name, see `auxtrain list-models` (default per dataset)", metavar="NAME")
+    add(g, "--head", "auxiliary head type", choices=["copy", "attention"])
+    add(g, "--running-stats", "selective BN running statistics", choices=["clean", "per_domain"])
+    add(g, "--companions", "comma-separated backbone stages with deep-supervision companion heads",
+        metavar="STAGES")
+    g = p.add_argument_group("auxiliary training")
+    add(g, "--mode", "auxiliary heads, or the naive augment baseline", choices=["auxiliary", "augment"])
+    add(g, "--corruptions", "one branch per comma item: family, name, or a+b; 'none' = standard training",
+        metavar="BRANCHES")
+    add(g, "--severities", "severities drawn per image, e.g. 1-5 or 3 or 1,3,5", metavar="S")
+    add(g, "--alpha", "weight of the auxiliary cross-entropy", type=float)
+    add(g, "--beta", "weight of the self-distillation term", type=float)
+    add(g, "--temperature", "distillation temperature", type=float)
+    add(g, "--gamma", "weight-tying coefficient in stage two", type=float)
+    add(g, "--stage-two-start", "first epoch (0-based) of stage two; default 6/7 of the epochs",
+        type=int, metavar="EPOCH")
+    g = p.add_argument_group("optimisation")
+    add(g, "--epochs", "number of epochs (default per dataset: shapes 15, CIFAR 210)", type=int,
+        metavar="N")
+    add(g, "--batch-size", "clean images per step (over all processes)", type=int, metavar="N")
+    add(g, "--lr", "initial learning rate", type=float)
+    add(g, "--momentum", "SGD momentum", type=float)
+    add(g, "--weight-decay", "weight decay", type=float)
+    add(g, "--nesterov", "Nesterov momentum", action=argparse.BooleanOptionalAction)
+    add(g, "--schedule", "LR schedule (step: /10 at 60,140,180 of 210 epochs, scaled)",
+        choices=["step", "cosine", "constant"])
+    g = p.add_argument_group("run")
+    add(g, "--out", "run directory (default: runs/<dataset>-<model>-<mode>-<time>)", metavar="DIR")
+    add(g, "--resume", "continue the run in --out from its last checkpoint", action="store_true")
+    add(g, "--overwrite", "replace an existing run in --out", action="store_true")
+    add(g, "--seed", "random seed (weights, data order, corruptions)", type=int)
+    add(g, "--device", "auto, cpu, cuda or cuda:N", metavar="DEV")
+    add(g, "--amp", "mixed precision (bf16, or fp16 on CUDA)", nargs="?", const="bf16",
+        choices=["bf16", "fp16"])
+    add(g, "--channels-last", "channels-last memory format", action="store_true")
+    add(g, "--compile", "torch.compile the model", action="store_true")
+    add(g, "--progress", "progress bar per epoch", action=argparse.BooleanOptionalAction)
+    g = p.add_argument_group("robustness evaluation after training")
+    add(g, "--eval", "evaluate corruption errors and write report.{csv,md,png}",
+        action=argparse.BooleanOptionalAction)
+    add(g, "--eval-root", "existing -C folder (NAME.npy + labels.npy); default: generate one from the "
+        "test split into RUN_DIR/corrupted_test", metavar="DIR")
+    add(g, "--eval-size", "test images in the generated -C set (default per dataset)", type=int, metavar="N")
+    add(g, "--eval-corruptions", "corruptions evaluated (all, common, extra, or a family)", metavar="SUBSET")
+    add(g, "--eval-severities", "severities evaluated", metavar="S")
     p.set_defaults(run=_run_fit)
 
 
+def _fit_config(args: argparse.Namespace):
+    """TrainConfig from defaults < the resumed run's config < -c FILE < flags."""
+    import dataclasses
+    from pathlib import Path
+
+    from auxtrain.config import load_config_file, merge_config
+    from auxtrain.run_dir import RunDir
+    from auxtrain.training import TrainConfig
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    flags = {k: v for k, v in vars(args).items() if k in names}
+    from_file = load_config_file(args.config) if getattr(args, "config", None) else {}
+    layers = {**from_file, **flags}
+    saved = {}
+    out = layers.get("out")
+    if layers.get("resume") and out and (Path(out) / RunDir.CONFIG).is_file():
+        # --resume --out DIR is enough: the run's own config is the base layer.
+        saved = {k: v for k, v in RunDir(out, resume=True).read_config().items()
+                 if k in names and k not in ("resume", "overwrite")}
+    return merge_config(TrainConfig, saved, from_file, flags, source="fit")
+
+
+def _print_epoch(row: dict) -> None:
+    names = ("ce", "aux_ce", "distill", "tying", "companion")
+    terms = "".join(f"{k} {row[k]:.4f}  " for k in names if k in row)
+    print(f"epoch {row['epoch']:>3}  lr {row['lr']:.4g}  stage {row['stage']}  loss {row['loss']:.4f}  "
+          f"{terms}"
+          f"train {row['train_acc']:5.1f}%  test {row['test_acc']:5.1f}%  {row['seconds']:.1f}s", flush=True)
+
+
 def _run_fit(args: argparse.Namespace) -> int:
-    raise UserError("`auxtrain fit` is not implemented yet")
+    from pathlib import Path
+
+    from auxtrain.training import NonFiniteLossError, fit
+
+    try:
+        config = _fit_config(args)
+        result = fit(config, on_epoch=_print_epoch)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        raise UserError(str(exc)) from None
+    except NonFiniteLossError as exc:
+        print(f"auxtrain: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        out = getattr(args, "out", None) or "RUN_DIR"
+        print(f"auxtrain: interrupted; the checkpoint is saved, continue with: "
+              f"auxtrain fit --resume --out {out}", file=sys.stderr)
+        return 130
+    if result.run_dir is None:  # a non-zero rank of a distributed run: rank 0 reports
+        return 0
+    print(f"\nrun directory: {result.run_dir}\nplain model:   {result.model_path}\n"
+          f"clean test accuracy: {result.test_acc:.2f}%  ({result.seconds:.0f} s)")
+    report_md = Path(result.run_dir) / "report.md"
+    if result.report is not None and report_md.is_file():
+        print("\n" + report_md.read_text(encoding="utf-8"))
+    return 0
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
@@ -64,6 +197,41 @@ def _run_make_c(args: argparse.Namespace) -> int:
     raise UserError("`auxtrain make-c` is not implemented yet")
 
 
+def _add_list_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("list-models", help="print the registered backbone names",
+                       description="Print the names accepted by --model, one per line.",
+                       epilog="example:\n  auxtrain list-models 'resnet*'",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("pattern", nargs="?", default=None, help="wildcard filter, e.g. 'resnet*'")
+    p.set_defaults(run=_run_list_models)
+
+
+def _run_list_models(args: argparse.Namespace) -> int:
+    from auxtrain.models import list_models
+
+    names = list_models(args.pattern)
+    if not names:
+        raise UserError(f"no model matches {args.pattern!r}; run `auxtrain list-models` for all names")
+    print("\n".join(names))
+    return 0
+
+
+def _add_list_corruptions(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("list-corruptions", help="print the corruption names by family",
+                       description="Print the corruption names accepted by --corruptions, by family.",
+                       epilog="example:\n  auxtrain list-corruptions",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(run=_run_list_corruptions)
+
+
+def _run_list_corruptions(args: argparse.Namespace) -> int:
+    from corruptions import get_corruption_names
+
+    for family in ("noise", "blur", "weather", "digital", "extra"):
+        print(f"{family:8s} {', '.join(get_corruption_names(family))}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="auxtrain",
@@ -76,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fit(sub)
     _add_eval(sub)
     _add_make_c(sub)
+    _add_list_models(sub)
+    _add_list_corruptions(sub)
     return parser
 
 

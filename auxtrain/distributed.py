@@ -1,0 +1,140 @@
+"""Multi-process training under torchrun: process group set-up and the few collectives fit needs.
+
+``torchrun --nproc-per-node N -m auxtrain fit ...`` sets RANK, WORLD_SIZE and LOCAL_RANK in each
+process's environment; ``init_distributed`` reads them, joins the process group (NCCL on CUDA,
+Gloo on CPU) and picks the process's device. Without those variables (or with WORLD_SIZE=1) it
+returns a single-process context and every helper here is a no-op, so ``auxtrain fit`` without
+torchrun runs exactly as before.
+
+Batch-norm statistics (plain or SelectiveBatchNorm2d) are computed per process, over the
+process's share of the batch; only rank 0's running statistics are checkpointed and exported.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["DistContext", "init_distributed", "resolve_device", "broadcast_object", "run_on_main",
+           "all_reduce_sum", "barrier", "shutdown"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process stands in the job: ``rank`` of ``world_size`` processes."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        """True when several processes train together."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """True on rank 0, the only process that writes files and logs."""
+        return self.rank == 0
+
+
+def resolve_device(device: str, local_rank: int = 0) -> torch.device:
+    """``"auto"`` -> CUDA if available, else CPU; ``"cuda"`` picks the GPU of ``local_rank``."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available; pass --device cpu")
+        if dev.index is None:
+            dev = torch.device("cuda", local_rank)
+    return dev
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={value!r} must be an integer (torchrun sets it)"
+                         ) from None
+
+
+def init_distributed(device: str = "auto") -> tuple[DistContext, torch.device]:
+    """Join the torchrun process group if there is one; returns the context and this process's device."""
+    world_size = _env_int("WORLD_SIZE") or 1
+    if world_size <= 1:
+        return DistContext(), resolve_device(device)
+    rank, local_rank = _env_int("RANK"), _env_int("LOCAL_RANK")
+    if rank is None or local_rank is None:
+        raise ValueError("WORLD_SIZE is set but RANK or LOCAL_RANK is not; launch with torchrun")
+    ctx = DistContext(rank=rank, world_size=world_size, local_rank=local_rank)
+    dev = resolve_device(device, local_rank)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo", rank=rank,
+                                world_size=world_size)
+    return ctx, dev
+
+
+def broadcast_object(obj: Any, ctx: DistContext) -> Any:
+    """Rank 0's ``obj`` on every rank (returned unchanged in a single process)."""
+    if not ctx.enabled:
+        return obj
+    box = [obj if ctx.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def run_on_main(fn: Callable[[], T], ctx: DistContext) -> T:
+    """Run ``fn`` on rank 0 only and return its result on every rank.
+
+    A ValueError raised by ``fn`` is raised on every rank, so a bad input stops the whole job
+    with the same message instead of leaving the other ranks waiting.
+    """
+    value, error = None, None
+    if ctx.is_main:
+        try:
+            value = fn()
+        except ValueError as exc:
+            if not ctx.enabled:
+                raise
+            error = str(exc)
+    value, error = broadcast_object((value, error), ctx)
+    if error is not None:
+        raise ValueError(error)
+    return value
+
+
+def all_reduce_sum(values: list[float], ctx: DistContext, device: torch.device) -> list[float]:
+    """Element-wise sum of ``values`` over all ranks (float64)."""
+    if not ctx.enabled:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def barrier(ctx: DistContext) -> None:
+    """Wait for every rank."""
+    if ctx.enabled:
+        dist.barrier()
+
+
+def shutdown(ctx: DistContext) -> None:
+    """Leave the process group (no-op in a single process)."""
+    if ctx.enabled and dist.is_initialized():
+        dist.destroy_process_group()

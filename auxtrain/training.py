@@ -1,0 +1,500 @@
+"""The two-stage auxiliary training run: ``fit(TrainConfig(...)) -> RunResult``.
+
+One step: a clean uint8 batch -> ordinary augmentation on the device -> K corrupted views of the
+same (pixel-aligned) images -> normalise -> one stacked batch [clean; view_1; ...; view_K] ->
+AuxiliaryModel -> AuxiliaryLoss (weight tying switched on in stage two) -> SGD. ``mode="augment"``
+is the naive baseline (the views join the main head's batch, no auxiliary heads) and
+``corruptions="none"`` is standard training.
+
+Every random choice comes from a generator seeded by (seed, epoch, rank) and the data order is a
+function of (seed, epoch), so a run resumed from its per-epoch checkpoint replays the interrupted
+epoch exactly: on CPU, the final weights are bit-identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from auxtrain import distributed as D
+from auxtrain.checkpoint import load_checkpoint, save_checkpoint
+from auxtrain.run_dir import RunDir
+from auxtrain.schedule import SCHEDULES, is_stage_two, learning_rate
+
+__all__ = ["TrainConfig", "RunResult", "NonFiniteLossError", "fit", "DATASET_DEFAULTS"]
+
+MODES = ("auxiliary", "augment")
+LOSS_TERMS = ("ce", "aux_ce", "distill", "tying", "companion")
+
+# Per-dataset defaults for the fields left at None. Shapes is sized for the quick start (minutes on a CPU).
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "shapes": {"model": "resnet20", "epochs": 15, "eval_size": 500},
+    "cifar10": {"model": "resnet18", "epochs": 210, "eval_size": None},
+    "cifar100": {"model": "resnet18", "epochs": 210, "eval_size": None},
+    "imagefolder": {"model": "tv_resnet18", "epochs": 90, "eval_size": 5000},
+}
+# Fields that may change between a run and its --resume (they do not change what is trained).
+RESUMABLE_CHANGES = {"epochs", "device", "workers", "data_root", "download", "eval", "eval_size",
+                     "eval_corruptions", "eval_severities", "eval_root", "progress", "out", "resume",
+                     "overwrite", "compile"}
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a training run; ``None`` means the per-dataset default (``DATASET_DEFAULTS``)."""
+
+    # data
+    dataset: str = "shapes"            # shapes | cifar10 | cifar100 | imagefolder
+    data_root: str | None = None       # folder with the dataset files (shapes needs none)
+    download: bool = False             # fetch CIFAR with checksum verification when missing
+    train_size: int | None = None      # shapes: images generated; others: a seeded subset of this size
+    test_size: int | None = None       # same for the test split
+    image_size: int | None = None      # imagefolder: training crop size (default of the dataset)
+    workers: int = 0                   # DataLoader worker processes
+    # model
+    model: str | None = None           # registry name (auxtrain list-models); default per dataset
+    head: str = "copy"                 # auxiliary head: copy of the main head, or "attention" (authors')
+    running_stats: str = "clean"       # SelectiveBatchNorm2d running stats: "clean" or "per_domain"
+    companions: str | None = None      # comma-separated backbone stages for deep-supervision companions
+    companion_weight: float = 0.3      # weight of the companion losses (Wang et al.: 0.3)
+    companion_threshold: float = 0.0   # DSN hinge: a companion's loss below this is switched off
+    companion_decay: bool = True       # fade the companion weight linearly to 0 over the run
+    # auxiliary training
+    mode: str = "auxiliary"            # "auxiliary" (heads + selective BN) or "augment" (naive baseline)
+    corruptions: str = "noise,blur"    # one branch per comma item: family, name, or a+b; "none" = standard
+    severities: str = "1-5"            # severities drawn uniformly per image
+    alpha: float = 0.05                # weight of the auxiliary heads' cross-entropy
+    beta: float = 0.05                 # weight of the self-distillation (KL) term
+    temperature: float = 1.0           # distillation temperature T
+    gamma: float = 1.0                 # weight-tying coefficient in stage two (0 in stage one)
+    stage_two_start: int | None = None  # first 0-based epoch of stage two; default 6/7 of the epochs
+    # optimisation
+    epochs: int | None = None          # default per dataset (210 for CIFAR, the authors' recipe)
+    batch_size: int = 128              # clean images per step (global over all processes)
+    lr: float = 0.1                    # initial SGD learning rate
+    momentum: float = 0.9              # SGD momentum
+    weight_decay: float = 5e-4         # L2 weight decay on all parameters
+    nesterov: bool = False             # Nesterov momentum
+    schedule: str = "step"             # "step" (/10 at 60,140,180 of 210, scaled), "cosine", "constant"
+    # run
+    seed: int = 0                      # seeds the weights, the data order and every corruption
+    device: str = "auto"               # "auto" (cuda if available), "cpu", "cuda", "cuda:N"
+    amp: str | None = None             # mixed precision: None, "bf16" or "fp16" (fp16 needs CUDA)
+    channels_last: bool = False        # channels-last memory format (faster convolutions on GPUs)
+    compile: bool = False              # torch.compile the training model
+    out: str | None = None             # run directory; default runs/<dataset>-<model>-<mode>-<time>
+    resume: bool = False               # continue the run in `out` from its last checkpoint
+    overwrite: bool = False            # replace an existing run in `out`
+    progress: bool = True              # tqdm progress bar per epoch
+    # robustness evaluation at the end
+    eval: bool = True                  # evaluate corruption errors and write the report
+    eval_root: str | None = None       # existing -C folder (NAME.npy + labels.npy); default: generate one
+    eval_size: int | None = None       # test images corrupted for the generated -C set (None = all)
+    eval_corruptions: str = "all"      # corruption subset of the evaluation
+    eval_severities: str = "1-5"       # severities of the evaluation
+
+    def resolved(self) -> TrainConfig:
+        """A copy with the per-dataset defaults filled in and every field validated."""
+        if self.dataset not in DATASET_DEFAULTS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; valid: {', '.join(DATASET_DEFAULTS)}")
+        cfg = dataclasses.replace(self)
+        for key, value in DATASET_DEFAULTS[self.dataset].items():
+            if key != "eval_size" and getattr(cfg, key) is None:
+                setattr(cfg, key, value)
+        if cfg.eval_size is None and cfg.eval_root is None:
+            cfg.eval_size = DATASET_DEFAULTS[self.dataset]["eval_size"]
+        checks = [("mode", cfg.mode in MODES, f"one of {', '.join(MODES)}"),
+                  ("schedule", cfg.schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
+                  ("head", cfg.head in ("copy", "attention"), "'copy' or 'attention'"),
+                  ("running_stats", cfg.running_stats in ("clean", "per_domain"), "'clean' or 'per_domain'"),
+                  ("amp", cfg.amp in (None, "bf16", "fp16"), "None, 'bf16' or 'fp16'"),
+                  ("epochs", isinstance(cfg.epochs, int) and cfg.epochs >= 1, "a positive integer"),
+                  ("batch_size", isinstance(cfg.batch_size, int) and cfg.batch_size >= 1, "positive"),
+                  ("lr", cfg.lr > 0, "a positive number"), ("workers", cfg.workers >= 0, "0 or more")]
+        for name, ok, want in checks:
+            if not ok:
+                raise ValueError(f"{name} must be {want}, got {getattr(cfg, name)!r}")
+        if cfg.out is None:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            cfg.out = str(Path("runs") / f"{cfg.dataset}-{cfg.model}-{cfg.mode}-{stamp}")
+        return cfg
+
+
+@dataclass
+class RunResult:
+    """What ``fit`` leaves behind."""
+
+    run_dir: Path | None               # the run directory (None on ranks other than 0)
+    model_path: Path | None            # the exported plain model (model_plain.pt)
+    test_acc: float                    # clean test accuracy (percent) of the final model
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # the metrics.csv rows of this run
+    report: Any = None                 # corruption errors (pandas.DataFrame) when evaluation ran
+    seconds: float = 0.0               # wall time of this call
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def _seed_for(*keys: int) -> int:
+    """A 63-bit seed mixed from integer keys (seed, epoch, rank, ...)."""
+    a, b = np.random.SeedSequence([int(k) for k in keys]).generate_state(2, dtype=np.uint32)
+    return (int(a) << 31) ^ int(b)
+
+
+def _generator(device: torch.device, seed: int) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(seed)
+    return g
+
+
+def _subset(ds, size: int | None, seed: int):
+    """A seeded random subset of ``size`` items (the whole dataset if size is None or larger)."""
+    if size is None or size >= len(ds):
+        return ds
+    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:size].sort().values
+    return torch.utils.data.Subset(ds, idx.tolist())
+
+
+class _StopFlag:
+    """First Ctrl-C asks the loop to stop after the current step (and save); the second one aborts."""
+
+    def __init__(self, enabled: bool):
+        self.requested, self._previous = False, None
+        if enabled:
+            try:
+                self._previous = signal.signal(signal.SIGINT, self._handler)
+            except ValueError:  # not in the main thread: leave Ctrl-C alone
+                self._previous = None
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def fit(config: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
+    """Train according to ``config``, write the run directory and return a ``RunResult``.
+
+    ``on_epoch(row)`` is called on rank 0 after each epoch with that epoch's metrics row.
+    Raises ValueError for bad options or inputs (before anything is written), NonFiniteLossError
+    if the loss diverges, and KeyboardInterrupt after saving a resumable checkpoint on Ctrl-C.
+    """
+    from auxtrain import data
+
+    t_start = time.time()
+    cfg = config.resolved()
+    ctx, device = D.init_distributed(cfg.device)
+    try:
+        if cfg.amp == "fp16" and device.type != "cuda":
+            raise ValueError("amp='fp16' needs CUDA; use --amp bf16 on CPU or no --amp")
+        if cfg.batch_size % ctx.world_size:
+            raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {ctx.world_size} "
+                             "processes")
+        # Check the run directory and read the checkpoint (rank 0) before anything is built or written.
+        run, ckpt = D.run_on_main(lambda: _open_run(cfg), ctx)
+        branches = [] if cfg.corruptions.strip().lower() == "none" else data.parse_branches(cfg.corruptions)
+        severities = data.parse_severities(cfg.severities)
+        train_ds, test_ds, spec = _datasets(cfg)
+        job = _build(cfg, ctx, device, spec, num_branches=len(branches) if cfg.mode == "auxiliary" else 0)
+        start_epoch, start_step, sums, gen_state = 0, 0, None, None
+        if ckpt is not None:
+            job.load_state(ckpt)
+            start_epoch, start_step, sums = ckpt["epoch"], ckpt["step"], ckpt.get("sums")
+            gen_state = ckpt["rng"].get("generator")
+        if ctx.is_main:
+            run.prepare(completed_epochs=start_epoch if ckpt is not None else None)
+            run.write_config(dataclasses.asdict(cfg), seed=cfg.seed, world_size=ctx.world_size,
+                             branches=[list(b) for b in branches])
+        D.barrier(ctx)
+
+        test_loader = data.make_loader(test_ds, 256, shuffle=False, seed=cfg.seed, epoch=0,
+                                       workers=cfg.workers, drop_last=False, pin_memory=device.type == "cuda")
+        stop = _StopFlag(enabled=not ctx.enabled)
+        metrics: list[dict[str, Any]] = []
+        test_acc = math.nan
+        try:
+            for epoch in range(start_epoch, cfg.epochs):
+                t0 = time.time()
+                lr = learning_rate(epoch, base_lr=cfg.lr, epochs=cfg.epochs, schedule=cfg.schedule)
+                for group in job.optimizer.param_groups:
+                    group["lr"] = lr
+                stage_two = is_stage_two(epoch, cfg.epochs, cfg.stage_two_start)
+                loader = _train_loader(cfg, ctx, train_ds, epoch, device)
+                # Every random choice of the epoch (crops, flips, corruptions) comes from this generator.
+                gen = _generator(device, _seed_for(cfg.seed, epoch, ctx.rank))
+                if gen_state is not None:  # resuming mid-epoch after Ctrl-C: continue the saved stream
+                    gen.set_state(gen_state)
+                sums = sums or {"n": 0.0, "correct": 0.0, "loss": 0.0}
+                step = _train_epoch(job, loader, gen, sums, skip=start_step, epoch=epoch, stage_two=stage_two,
+                                    branches=branches, severities=severities, stop=stop)
+                start_step, gen_state = 0, None
+                if stop.requested:  # Ctrl-C: save where we are (resumable mid-epoch) and leave
+                    _save(run, job, cfg, epoch, step, gen, sums)
+                    raise KeyboardInterrupt
+                total = dict(zip(sums, D.all_reduce_sum(list(sums.values()), ctx, device), strict=True))
+                if ctx.is_main:
+                    test_acc = _accuracy(job, test_loader)
+                    row = {"epoch": epoch + 1, "lr": lr, "stage": 2 if stage_two else 1,
+                           "loss": total["loss"] / total["n"],
+                           **{k: total[k] / total["n"] for k in LOSS_TERMS if k in total},
+                           "train_acc": 100 * total["correct"] / total["n"], "test_acc": test_acc,
+                           "seconds": round(time.time() - t0, 2)}
+                    run.append_metrics(row)
+                    _save(run, job, cfg, epoch + 1, 0, None, None)
+                    metrics.append(row)
+                    if on_epoch is not None:
+                        on_epoch(row)
+                sums = None
+                D.barrier(ctx)
+        finally:
+            stop.restore()
+
+        # Export the plain model, then measure its robustness (rank 0 only).
+        result = RunResult(run_dir=None, model_path=None, test_acc=test_acc, metrics=metrics)
+        if ctx.is_main:
+            result = _finish(cfg, run, job, branches, test_ds, test_loader, result)
+        D.barrier(ctx)
+    finally:
+        D.shutdown(ctx)
+    result.seconds = time.time() - t_start
+    return result
+
+
+@dataclass
+class _Job:
+    """The model and optimisation state of a run, and how to run it on the device."""
+
+    cfg: TrainConfig
+    spec: Any                          # DatasetSpec: classes, normalisation
+    device: torch.device
+    net: Any                           # AuxiliaryModel (unwrapped: state dicts, heads, eval)
+    train_net: Any                     # what the step calls: net, or its DDP / compiled wrapper
+    criterion: Any
+    optimizer: torch.optim.Optimizer
+    scaler: Any
+    autocast: dict[str, Any]
+    is_main: bool                      # rank 0: shows the progress bar
+
+    def load_state(self, ckpt: dict[str, Any]) -> None:
+        self.net.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scaler.load_state_dict(ckpt.get("scaler") or {})
+        torch.set_rng_state(ckpt["rng"]["torch"])
+
+    def inputs(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images on the device -> normalised float batch in the chosen memory format."""
+        from auxtrain.data import normalize
+
+        x = normalize(images, self.spec)
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
+
+
+def _open_run(cfg: TrainConfig) -> tuple[RunDir, dict[str, Any] | None]:
+    run = RunDir(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite)
+    if not cfg.resume:
+        return run, None
+    ckpt = load_checkpoint(run.checkpoint_path)
+    old = ckpt["config"]
+    changed = sorted(k for k, v in old.items() if k not in RESUMABLE_CHANGES and getattr(cfg, k, v) != v)
+    if changed:
+        raise ValueError(f"--resume with changed options {', '.join(changed)}; the run was started with "
+                         + ", ".join(f"{k}={old[k]!r}" for k in changed))
+    return run, ckpt
+
+
+def _datasets(cfg: TrainConfig):
+    """Train and test datasets of clean uint8 images (sized by train_size / test_size) and their spec."""
+    from auxtrain.data import build_datasets
+
+    sizes = {"train_size": cfg.train_size, "test_size": cfg.test_size} if cfg.dataset == "shapes" else {}
+    train_ds, test_ds, spec = build_datasets(cfg.dataset, cfg.data_root, download=cfg.download,
+                                             image_size=cfg.image_size, seed=cfg.seed,
+                                             **{k: v for k, v in sizes.items() if v is not None})
+    if cfg.dataset != "shapes":
+        train_ds = _subset(train_ds, cfg.train_size, cfg.seed)
+        test_ds = _subset(test_ds, cfg.test_size, cfg.seed)
+    if len(train_ds) < cfg.batch_size:
+        raise ValueError(f"batch_size {cfg.batch_size} is larger than the {len(train_ds)} training images; "
+                         "pass a smaller --batch-size")
+    return train_ds, test_ds, spec
+
+
+def _build(cfg: TrainConfig, ctx: D.DistContext, device: torch.device, spec, num_branches: int) -> _Job:
+    """AuxiliaryModel (K heads, selective BN; K=0 for the baselines), loss, SGD, AMP scaler, wrappers."""
+    from auxtrain.auxiliary import AuxiliaryModel
+    from auxtrain.losses import AuxiliaryLoss
+    from auxtrain.models import create_model
+
+    torch.manual_seed(cfg.seed)
+    companions = [s.strip() for s in cfg.companions.split(",")] if cfg.companions else None
+    net = AuxiliaryModel(create_model(cfg.model, spec.num_classes), num_branches, head=cfg.head,
+                         running_stats=cfg.running_stats, companions=companions).to(device)
+    if cfg.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    criterion = AuxiliaryLoss(cfg.alpha, cfg.beta, cfg.temperature, cfg.gamma, cfg.companion_weight,
+                              cfg.companion_threshold, cfg.companion_decay)
+    optimizer = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+    train_net = net
+    if ctx.enabled:
+        # Buffers are not broadcast: rank 0's running statistics come from its own batches either way.
+        train_net = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
+    if cfg.compile:
+        train_net = torch.compile(train_net)
+    autocast = {"device_type": device.type, "enabled": cfg.amp is not None,
+                "dtype": torch.float16 if cfg.amp == "fp16" else torch.bfloat16}
+    return _Job(cfg, spec, device, net, train_net, criterion, optimizer, scaler, autocast, ctx.is_main)
+
+
+def _train_loader(cfg: TrainConfig, ctx: D.DistContext, train_ds, epoch: int, device: torch.device):
+    """The epoch's loader: order fixed by (seed, epoch); under torchrun each rank gets its shard."""
+    from auxtrain.data import make_loader
+
+    sampler = None
+    if ctx.enabled:
+        sampler = torch.utils.data.DistributedSampler(train_ds, ctx.world_size, ctx.rank, shuffle=True,
+                                                      seed=cfg.seed, drop_last=True)
+        sampler.set_epoch(epoch)
+    if hasattr(train_ds, "set_epoch"):  # datasets that augment per sample (imagefolder)
+        train_ds.set_epoch(epoch)
+    return make_loader(train_ds, cfg.batch_size // ctx.world_size, shuffle=sampler is None, seed=cfg.seed,
+                       epoch=epoch, workers=cfg.workers, drop_last=True, sampler=sampler,
+                       pin_memory=device.type == "cuda")
+
+
+def _train_epoch(job: _Job, loader, gen: torch.Generator, sums: dict[str, float], *, skip: int, epoch: int,
+                 stage_two: bool, branches, severities, stop: _StopFlag) -> int:
+    """Train one epoch from batch ``skip`` on, adding to ``sums``; returns the next batch index."""
+    from auxtrain.data import augment_batch, make_views
+
+    cfg, net = job.cfg, job.net
+    net.train()
+    bar = tqdm(total=len(loader), initial=skip, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+               disable=not (cfg.progress and job.is_main), dynamic_ncols=True)
+    step = skip
+    for step, (images, target) in enumerate(loader):  # noqa: B007 (step is returned)
+        if step < skip:
+            continue  # trained before the interruption
+        if stop.requested:
+            break
+        images = images.to(job.device, non_blocking=True)
+        target = target.to(job.device, non_blocking=True)
+        if cfg.dataset != "imagefolder":  # imagefolder augments per sample in its dataset
+            images = augment_batch(images, gen)
+        views = make_views(images, branches, gen, severities) if branches else []
+        x = job.inputs(torch.cat([images, *views]))
+        # Auxiliary mode: main head on the clean chunk. Augment mode: every copy goes to the main head.
+        y = target if net.num_branches or not views else target.repeat(len(views) + 1)
+        with torch.autocast(**job.autocast):
+            if net.companion_stages:
+                main, aux, companions = job.train_net(x, return_companions=True)
+            else:
+                (main, aux), companions = job.train_net(x), None
+            loss, terms = job.criterion(main.float(), [a.float() for a in aux], y, stage_two=stage_two,
+                                        main_head=net.main_head, aux_heads=net.aux_heads,
+                                        companions=companions, epoch=epoch, total_epochs=cfg.epochs)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; stopped. The last good "
+                f"checkpoint in {cfg.out} is kept. Lower --lr, or drop --amp"
+            )
+        job.optimizer.zero_grad(set_to_none=True)
+        job.scaler.scale(loss).backward()
+        job.scaler.step(job.optimizer)
+        job.scaler.update()
+        b = target.shape[0]
+        sums["n"] += b
+        sums["correct"] += (main[:b].argmax(1) == target).sum().item()
+        sums["loss"] += loss.item() * b
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach()) * b
+        bar.update(1)
+        n = sums["n"]
+        bar.set_postfix(loss=f"{sums['loss'] / n:.3f}", acc=f"{100 * sums['correct'] / n:.1f}")
+    else:
+        step = len(loader)
+    bar.close()
+    return step
+
+
+def _save(run: RunDir, job: _Job, cfg: TrainConfig, epoch: int, step: int, gen: torch.Generator | None,
+          sums: dict | None) -> None:
+    """Checkpoint: continue at 0-based ``epoch``, batch ``step``; mid-epoch also the generator and sums."""
+    rng = {"torch": torch.get_rng_state()}
+    if gen is not None:
+        rng["generator"] = gen.get_state().cpu()
+    save_checkpoint(run.checkpoint_path, {
+        "epoch": epoch, "step": step, "model": job.net.state_dict(), "optimizer": job.optimizer.state_dict(),
+        "scaler": job.scaler.state_dict(), "config": dataclasses.asdict(cfg), "rng": rng, "sums": sums,
+    })
+
+
+@torch.no_grad()
+def _accuracy(job: _Job, loader) -> float:
+    """Top-1 accuracy (percent) of the main head on clean images."""
+    job.net.eval()
+    correct = total = 0
+    for images, target in loader:
+        with torch.autocast(**job.autocast):
+            logits = job.net(job.inputs(images.to(job.device)))
+        correct += (logits.argmax(1).cpu() == target).sum().item()
+        total += target.shape[0]
+    job.net.train()
+    return 100.0 * correct / max(total, 1)
+
+
+def _finish(cfg: TrainConfig, run: RunDir, job: _Job, branches, test_ds, test_loader, result: RunResult):
+    """Export the plain model and, if asked, write the robustness report into the run directory."""
+    from auxtrain.export import save_model
+
+    if math.isnan(result.test_acc):  # resumed after the last epoch: measure again
+        result.test_acc = _accuracy(job, test_loader)
+    seen = sorted({name for branch in branches for name in branch})
+    spec = job.spec
+    meta = {"dataset": cfg.dataset, "image_size": spec.image_size, "mode": cfg.mode, "seed": cfg.seed,
+            "corruptions": cfg.corruptions if branches else "none", "seen_corruptions": seen,
+            "epochs": cfg.epochs, "test_acc": result.test_acc}
+    save_model(run.model_path, job.net.strip().cpu().eval(), model_name=cfg.model,
+               num_classes=spec.num_classes, mean=spec.mean, std=spec.std, meta=meta)
+    result.run_dir, result.model_path = run.path, run.model_path
+    if cfg.eval:
+        result.report = _robustness(cfg, run, test_ds, job.device, seen)
+    return result
+
+
+def _robustness(cfg: TrainConfig, run: RunDir, test_ds, device: torch.device, seen: list[str]):
+    """Corruption errors of the exported model on ``eval_root`` or a -C set generated from the test split."""
+    from auxtrain import evaluation
+    from auxtrain.data import parse_severities
+    from auxtrain.export import load_model
+    from corruptions import get_corruption_names
+
+    model = load_model(run.model_path, device=device)
+    root = cfg.eval_root
+    if root is None:
+        ds = _subset(test_ds, cfg.eval_size, cfg.seed)
+        images, labels = zip(*(ds[i] for i in range(len(ds))), strict=True)
+        root = evaluation.generate_corrupted_testset(
+            torch.stack(images), torch.as_tensor(labels), run.path / "corrupted_test",
+            names=get_corruption_names(cfg.eval_corruptions),
+            severities=list(parse_severities(cfg.eval_severities)), seed=cfg.seed, device=device)
+    errors = evaluation.corruption_errors(model, root, device=device)
+    evaluation.write_report(errors, run.path, seen=seen)
+    return errors
