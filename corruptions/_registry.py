@@ -8,7 +8,8 @@ declared here, by name (never by slicing a tuple), in the canonical CIFAR-C orde
 Kernel contract (kernels in noise.py, blur.py, ... rely on it):
 
 - ``kernel(x, params, generator) -> Tensor``. ``x`` is a contiguous float32 batch (n, 3, H, W)
-  with values in [0, 1], on any device, n >= 1, H, W >= 8.
+  with values in [0, 1], on any device, n >= 1, H, W >= 8. It is a private copy: the kernel may
+  modify it in place and may return it.
 - ``params`` is the parameter tuple of ONE severity, already resolved for the image size by the
   profile (see ``corruptions._params``), shared by the n images. A scalar table entry such as
   ``0.04`` arrives as the 1-tuple ``(0.04,)``; integer positions (``integer_params``) arrive as

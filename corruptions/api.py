@@ -174,7 +174,8 @@ def _corrupt_batch(
         return batch.clone()
     kernel = get_spec(name).kernel
     gen = _torch_generator(generator, batch.device)
-    x = batch.to(torch.float32, memory_format=torch.contiguous_format)
+    # A private contiguous float32 copy: kernels may work on it in place.
+    x = batch.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
     if batch.dtype == torch.uint8:
         x = x.div_(255.0)
     if isinstance(severity, int):
@@ -185,8 +186,9 @@ def _corrupt_batch(
             index = (severity == s).nonzero().squeeze(1).to(batch.device)
             params = resolve_params(name, int(s), height, width, profile)
             out[index] = kernel(x[index], params, gen).to(out.dtype)
+    # ``out`` is the kernel's fresh result (or the private copy), so in-place ops are safe.
     if batch.dtype == torch.uint8:
-        return out.mul(255.0).add_(_TRUNCATION_EPS).clamp_(0.0, 255.0).to(torch.uint8)
+        return out.mul_(255.0).add_(_TRUNCATION_EPS).clamp_(0.0, 255.0).to(torch.uint8)
     return out.clamp_(0.0, 1.0).to(batch.dtype)
 
 
