@@ -7,7 +7,6 @@ and the same image as a tensor give identical results for the same seed.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Sequence
 from numbers import Integral
 from typing import Any
@@ -15,14 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
-# Importing the kernel modules runs their ``register`` calls.
-from . import color, digital, noise  # noqa: F401
+# Importing the kernel modules runs their ``register`` calls (all 19 corruptions).
+from . import blur, color, digital, geometric, noise, weather  # noqa: F401
 from ._params import check_profile, resolve_params
 from ._registry import ALL_NAMES, BENCHMARK_FAMILIES, FAMILIES, get_spec
-
-for _module in ("blur", "weather", "geometric"):  # TODO(corruptions-kernels): import unconditionally
-    if importlib.util.find_spec(f"{__package__}.{_module}") is not None:
-        importlib.import_module(f"{__package__}.{_module}")
 
 MIN_SIZE = 8  # smallest height / width accepted
 # Added before truncating x * 255 to uint8, so float32 round-off (254.99998 for 255) cannot cost
