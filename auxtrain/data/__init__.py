@@ -8,6 +8,7 @@ from .cifar import CIFAR10, CIFAR100
 from .image_folder import ImageFolderDataset
 from .loaders import make_loader
 from .shapes import SHAPES_CLASSES, Shapes, generate_shapes
+from .views import make_views, parse_branches, parse_severities
 
 __all__ = [
     # _base
@@ -26,4 +27,6 @@ __all__ = [
     "make_loader",
     # shapes
     "SHAPES_CLASSES", "Shapes", "generate_shapes",
+    # views
+    "make_views", "parse_branches", "parse_severities",
 ]

@@ -1,0 +1,168 @@
+"""Paired corrupted views for auxiliary training: branch syntax and batched view construction.
+
+A *branch* is a set of corruptions; each auxiliary head sees one branch's view of the batch. In
+``--corruptions noise,blur`` every comma-separated item is one branch; an item is a family
+(``noise``, ``blur``, ``weather``, ``digital``, ``extra``), a subset (``common`` = the 15
+benchmark corruptions, ``all`` = all 19), a corruption name, or several of these joined by ``+``
+(their union, e.g. ``gaussian_noise+defocus_blur``). ``none`` alone means no branch (standard
+training).
+
+:func:`make_views` corrupts the *same* (already augmented) images once per branch, so all views
+are pixel-aligned with the clean batch: each image independently draws one member of the branch
+and one severity. The corruption engine (``corruptions.corrupt``) runs once per drawn member on
+the group of images that drew it; there is no loop over images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+import corruptions
+
+# Tokens that name a set of corruptions (resolved with corruptions.get_corruption_names).
+SUBSET_TOKENS = ("noise", "blur", "weather", "digital", "extra", "common", "all")
+
+
+def _all_names() -> list[str]:
+    return corruptions.get_corruption_names("all")
+
+
+def _expand(token: str, text: str) -> list[str]:
+    if token in SUBSET_TOKENS:
+        return corruptions.get_corruption_names(token)
+    if token in _all_names():
+        return [token]
+    if token == "none":
+        raise ValueError(f"corruptions={text!r}: 'none' cannot be combined with other branches; "
+                         "pass 'none' alone for standard training")
+    raise ValueError(
+        f"corruptions={text!r}: unknown corruption or family {token!r}; use families/subsets "
+        f"{', '.join(SUBSET_TOKENS)} or names {', '.join(_all_names())}, joined by '+' within a "
+        "branch and ',' between branches, or 'none'"
+    )
+
+
+def parse_branches(text: str) -> list[tuple[str, ...]]:
+    """Parses branch syntax into one tuple of corruption names per branch.
+
+    ``"noise,blur"`` -> ``[(gaussian_noise, shot_noise, impulse_noise), (defocus_blur, ...)]``;
+    ``"gaussian_noise+fog,contrast"`` -> ``[("gaussian_noise", "fog"), ("contrast",)]``;
+    ``"none"`` -> ``[]``. Family members come in the canonical CIFAR-C order. A corruption may
+    appear only once across all branches (a repeat is almost certainly a typo).
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"corruptions must be a string like 'noise,blur', got {type(text).__name__}")
+    cleaned = text.strip().lower()
+    if cleaned == "none":
+        return []
+    if not cleaned:
+        raise ValueError("corruptions='' is empty; pass e.g. 'noise,blur', or 'none' for standard training")
+    branches: list[tuple[str, ...]] = []
+    seen: dict[str, int] = {}
+    for b, item in enumerate(cleaned.split(",")):
+        tokens = [t.strip() for t in item.split("+")]
+        if not all(tokens):
+            raise ValueError(f"corruptions={text!r}: empty branch or '+' term in item {item.strip()!r}")
+        names: list[str] = []
+        for token in tokens:
+            for name in _expand(token, text):
+                if name in seen:
+                    where = ("twice in one branch" if seen[name] == b
+                             else f"in branches {seen[name] + 1} and {b + 1}")
+                    raise ValueError(
+                        f"corruptions={text!r}: {name!r} appears {where}; each corruption may be used once"
+                    )
+                seen[name] = b
+                names.append(name)
+        branches.append(tuple(names))
+    return branches
+
+
+def parse_severities(text: str | int | Sequence[int]) -> tuple[int, ...]:
+    """Parses ``"1-5"``, ``"3"``, ``"1,3,5"`` (or ``"1-2,5"``, an int, a sequence) into sorted severities."""
+    if isinstance(text, bool):
+        raise TypeError(f"severities must be a string like '1-5', an int or ints, got {text!r}")
+    if isinstance(text, int):
+        values = [text]
+    elif isinstance(text, str):
+        values = []
+        for item in text.replace(" ", "").split(","):
+            lo, sep, hi = item.partition("-")
+            try:
+                a = int(lo)
+                b = int(hi) if sep else a
+            except ValueError:
+                raise ValueError(
+                    f"severities={text!r} is not valid; use a range '1-5', one value '3' or a list '1,3,5'"
+                ) from None
+            if b < a:
+                raise ValueError(f"severities={text!r}: range {item!r} is descending; write it as '{b}-{a}'")
+            values.extend(range(a, b + 1))
+    elif isinstance(text, Sequence) and all(isinstance(v, int) and not isinstance(v, bool) for v in text):
+        values = list(text)
+    else:
+        raise TypeError(f"severities must be a string like '1-5', an int or ints, got {text!r}")
+    if not values:
+        raise ValueError(f"severities={text!r} is empty; use e.g. '1-5'")
+    bad = sorted({v for v in values if not 1 <= v <= 5})
+    if bad:
+        raise ValueError(f"severities={text!r}: {bad} outside 1..5")
+    if len(set(values)) != len(values):
+        raise ValueError(f"severities={text!r} lists a severity twice")
+    return tuple(sorted(values))
+
+
+def make_views(
+    images: torch.Tensor,
+    branches: Sequence[Sequence[str]] | str,
+    generator: torch.Generator,
+    severities: Sequence[int] | str = (1, 2, 3, 4, 5),
+) -> list[torch.Tensor]:
+    """One corrupted copy of ``images`` per branch, pixel-aligned with ``images``.
+
+    Args:
+        images: (B, 3, H, W) uint8 (or float in [0, 1]) batch on any device, after the ordinary
+            augmentation; it is not modified.
+        branches: as returned by :func:`parse_branches` (or branch-syntax text).
+        generator: every random draw (member, severity, corruption noise) comes from it, on its
+            device: the same generator state gives the same views.
+        severities: the severities to draw from, uniformly (default 1..5; or text like "1-5").
+
+    Returns a list with one tensor per branch, each of the shape, dtype and device of ``images``;
+    image i of every view is a corruption of image i of ``images``.
+    """
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise TypeError(f"images must be a (B, 3, H, W) tensor, got {getattr(images, 'shape', type(images))}")
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if isinstance(branches, str):
+        branches = parse_branches(branches)
+    sev_values = torch.tensor(parse_severities(severities) if isinstance(severities, str)
+                              else parse_severities(tuple(severities)))
+    known = set(_all_names())
+    b = images.shape[0]
+    views = []
+    for members in branches:
+        members = tuple(members)
+        if not members:
+            raise ValueError("a branch must name at least one corruption; got an empty branch")
+        unknown = [m for m in members if m not in known]
+        if unknown:
+            raise ValueError(f"unknown corruption names {unknown} in branch {members}; "
+                             "build branches with parse_branches")
+        member = torch.randint(0, len(members), (b,), generator=generator, device=generator.device).cpu()
+        pick = torch.randint(0, len(sev_values), (b,), generator=generator, device=generator.device).cpu()
+        severity = sev_values[pick]
+        view = torch.empty_like(images)
+        for m, name in enumerate(members):
+            index = (member == m).nonzero().squeeze(1)
+            if index.numel() == 0:
+                continue
+            index_dev = index.to(images.device)
+            view[index_dev] = corruptions.corrupt(
+                images.index_select(0, index_dev), name, severity=severity[index], generator=generator
+            )
+        views.append(view)
+    return views

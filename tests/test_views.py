@@ -1,0 +1,117 @@
+"""Tests of auxtrain.data.views: branch syntax, severity syntax and paired corrupted views."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import corruptions
+from auxtrain.data import make_views, parse_branches, parse_severities
+
+NOISE = ("gaussian_noise", "shot_noise", "impulse_noise")
+BLUR = ("defocus_blur", "glass_blur", "motion_blur", "zoom_blur")
+
+
+def test_parse_branches_families_names_and_joins():
+    assert parse_branches("noise,blur") == [NOISE, BLUR]
+    assert parse_branches(" Noise , gaussian_blur ") == [NOISE, ("gaussian_blur",)]
+    assert parse_branches("gaussian_noise+fog,contrast") == [("gaussian_noise", "fog"), ("contrast",)]
+    assert parse_branches("noise+blur") == [NOISE + BLUR]
+    assert parse_branches("none") == [] and parse_branches(" NONE ") == []
+    assert parse_branches("all") == [tuple(corruptions.get_corruption_names("all"))]
+    assert parse_branches("common") == [tuple(corruptions.get_corruption_names("common"))]
+    assert parse_branches("weather,digital,extra") == [
+        tuple(corruptions.get_corruption_names(f)) for f in ("weather", "digital", "extra")]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("noise,gausian_noise", r"unknown corruption or family 'gausian_noise'.*noise, blur.*gaussian_noise"),
+        ("noise,noise", "appears in branches 1 and 2"),
+        ("noise,gaussian_noise", "'gaussian_noise' appears in branches 1 and 2"),
+        ("fog+fog", "twice in one branch"),
+        ("noise,,blur", "empty branch"),
+        ("noise+", "empty branch"),
+        ("", "empty"),
+        ("none,noise", "'none' cannot be combined"),
+    ],
+)
+def test_parse_branches_rejects(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_branches(text)
+
+
+def test_parse_branches_type():
+    with pytest.raises(TypeError, match="string"):
+        parse_branches(["noise"])
+
+
+def test_parse_severities():
+    assert parse_severities("1-5") == (1, 2, 3, 4, 5)
+    assert parse_severities("3") == (3,)
+    assert parse_severities("5,1,3") == (1, 3, 5)
+    assert parse_severities("1-2,5") == (1, 2, 5)
+    assert parse_severities(4) == (4,) and parse_severities([2, 1]) == (1, 2)
+    for bad, message in [("0-5", "outside"), ("6", "outside"), ("5-1", "descending"), ("a", "not valid"),
+                         ("1,1", "twice"), ("", "not valid"), ([], "empty")]:
+        with pytest.raises(ValueError, match=message):
+            parse_severities(bad)
+    with pytest.raises(TypeError):
+        parse_severities(True)
+
+
+def _images(b=24, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (b, 3, 32, 32), generator=g, dtype=torch.uint8)
+
+
+def test_make_views_shapes_determinism_and_input_untouched():
+    x = _images()
+    before = x.clone()
+    branches = parse_branches("brightness+pixelate,gaussian_noise")
+    a = make_views(x, branches, torch.Generator().manual_seed(0))
+    b = make_views(x, branches, torch.Generator().manual_seed(0))
+    c = make_views(x, branches, torch.Generator().manual_seed(1))
+    assert torch.equal(x, before)
+    assert len(a) == 2 and all(v.shape == x.shape and v.dtype == x.dtype and v.device == x.device for v in a)
+    assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+    assert not all(torch.equal(u, v) for u, v in zip(a, c, strict=True))
+    assert all(not torch.equal(v, x) for v in a)
+    assert make_views(x, [], torch.Generator()) == []
+    # Branch-syntax text is accepted as well.
+    d = make_views(x, "brightness+pixelate,gaussian_noise", torch.Generator().manual_seed(0))
+    assert all(torch.equal(u, v) for u, v in zip(a, d, strict=True))
+
+
+def test_views_are_aligned_and_members_drawn_per_image():
+    # Deterministic corruptions: every view image must be its own clean image corrupted by one of
+    # the branch's members at one of the allowed severities, and every combination must occur.
+    x = _images(64)
+    (view,) = make_views(x, [("brightness", "pixelate")], torch.Generator().manual_seed(3), severities=(1, 5))
+    candidates = {(name, s): corruptions.corrupt(x, name, severity=s)
+                  for name in ("brightness", "pixelate") for s in (1, 5)}
+    used = set()
+    for i in range(len(x)):
+        hits = [key for key, out in candidates.items() if torch.equal(view[i], out[i])]
+        assert hits, f"view image {i} is not a corruption of clean image {i}"
+        used.update(hits)
+    assert used == set(candidates)
+
+
+def test_single_member_single_severity_equals_engine_and_float_input():
+    x = _images(8)
+    (view,) = make_views(x, [("contrast",)], torch.Generator().manual_seed(0), severities="4")
+    assert torch.equal(view, corruptions.corrupt(x, "contrast", severity=4))
+    (fview,) = make_views(x.float() / 255, [("contrast",)], torch.Generator().manual_seed(0), severities="4")
+    assert fview.dtype == torch.float32 and fview.shape == x.shape
+
+
+def test_make_views_errors():
+    x = _images(4)
+    with pytest.raises(TypeError, match="generator"):
+        make_views(x, [("fog",)], None)
+    with pytest.raises(ValueError, match="unknown corruption"):
+        make_views(x, [("fgo",)], torch.Generator())
+    with pytest.raises(ValueError, match="outside"):
+        make_views(x, [("fog",)], torch.Generator(), severities=(0,))
