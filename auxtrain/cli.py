@@ -23,8 +23,19 @@ EPILOG_FIT = """example:
 Branches (--corruptions): each comma-separated item is one auxiliary branch: a family (noise, blur,
 weather, digital, extra), a corruption name (gaussian_noise, ...), or names joined by "+".
 """
-EPILOG_EVAL = """example:
-  auxtrain eval --checkpoint runs/shapes/model_plain.pt --data-root data/CIFAR-100-C --out reports/r18
+EPILOG_EVAL = """examples:
+  auxtrain eval --checkpoint runs/c100/model_plain.pt --data-root data/CIFAR-100-C \\
+      --clean-dataset cifar100 --clean-root data --out reports/c100
+  auxtrain eval --checkpoint runs/c100/model_plain.pt --data-root data/CIFAR-100-C \\
+      --baseline reports/standard --out reports/c100-vs-standard        # adds normalised/relative mCE
+  auxtrain eval --checkpoint runs/shapes/model_plain.pt --generate --dataset shapes --out reports/shapes
+  auxtrain eval --checkpoint m.pt --data-root data/ImageNet-C --corruptions noise,blur --severities 1-3 \\
+      --clean-root data/imagenet/val --out reports/in
+
+--data-root is a CIFAR-C folder (NAME.npy + labels.npy, streamed from memory maps) or an ImageNet-C
+style tree (corruption/severity/class/image). With --generate it is the clean dataset's folder and the
+corrupted set is generated once (fixed seed) and cached in OUT/corrupted_test.
+Writes OUT/errors.csv, accuracy.csv, report.csv, summary.json, report.md and report.png.
 """
 EPILOG_MAKE_C = """example:
   auxtrain make-c --dataset cifar100 --data-root data --out data/CIFAR-100-C
@@ -177,11 +188,100 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         description="Evaluate corruption errors and mCE of an exported model.",
         epilog=EPILOG_EVAL, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    g = p.add_argument_group("model and data")
+    g.add_argument("--checkpoint", required=True, metavar="FILE", help="exported model (model_plain.pt)")
+    g.add_argument("--data-root", metavar="DIR", help="the -C folder (with --generate: the clean dataset's)")
+    g.add_argument("--clean-root", metavar="PATH",
+                   help="clean test set: a .npy of uint8 (N, H, W, 3) images, a class/image folder, or "
+                        "the dataset folder of --clean-dataset (default: DIR/clean.npy if present)")
+    g.add_argument("--clean-dataset", metavar="NAME", help="read the clean test split of cifar10, cifar100 "
+                   "or shapes (from --clean-root)")
+    g.add_argument("--generate", action="store_true",
+                   help="generate the corrupted set from --dataset's test split (cached in "
+                        "OUT/corrupted_test)")
+    g.add_argument("--dataset", metavar="NAME", help="with --generate: shapes, cifar10 or cifar100")
+    g.add_argument("--test-size", type=int, metavar="N", help="with --generate: use the first N test images")
+    g.add_argument("--seed", type=int, default=0, help="with --generate: corruption seed (default: 0)")
+    g = p.add_argument_group("evaluation")
+    g.add_argument("--corruptions", default=None, metavar="SUBSET",
+                   help="names or families, comma-separated, or all/common/extra (default: every file found)")
+    g.add_argument("--severities", default=None, metavar="S", help="e.g. 1-5, 3 or 1,3,5 (default: all)")
+    g.add_argument("--baseline", metavar="DIR_OR_CSV",
+                   help="another model's report folder or errors.csv: adds normalised and relative mCE")
+    g.add_argument("--batch-size", type=int, default=256, metavar="N", help="images per batch (default: 256)")
+    g.add_argument("--device", default="auto", metavar="DEV",
+                   help="auto, cpu, cuda or cuda:N (default: auto)")
+    g.add_argument("--out", required=True, metavar="DIR", help="report folder (created if missing)")
+    g.add_argument("--title", default=None, help="report title (default: the checkpoint path)")
+    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="progress bar (default: on)")
     p.set_defaults(run=_run_eval)
 
 
+def _eval_clean_split(name: str, root: str | None, seed: int, size: int | None):
+    """(uint8 images (N, 3, H, W), labels, spec) of a dataset's test split, first ``size`` images."""
+    from auxtrain.data import build_datasets
+
+    if name not in ("shapes", "cifar10", "cifar100"):
+        raise ValueError(f"dataset {name!r} is not supported here; use shapes, cifar10 or cifar100")
+    # shapes is generated: build only what is needed (its test split does not depend on train_size).
+    kw = {"train_size": 16, **({"test_size": size} if size else {})} if name == "shapes" else {}
+    _, test_ds, spec = build_datasets(name, root=root, seed=seed, **kw)
+    n = len(test_ds) if size is None else min(size, len(test_ds))
+    images, labels = test_ds.get_batch(list(range(n)))
+    return images, labels.numpy(), spec
+
+
 def _run_eval(args: argparse.Namespace) -> int:
-    raise UserError("`auxtrain eval` is not implemented yet")
+    from pathlib import Path
+
+    from auxtrain import evaluation
+    from auxtrain.export import load_model
+    from auxtrain.report import read_errors, summary_table
+
+    try:
+        if args.generate and not args.dataset:
+            raise ValueError("--generate needs --dataset (shapes, cifar10 or cifar100)")
+        if not args.generate and not args.data_root:
+            raise ValueError("--data-root DIR (the -C folder) is required; or use --generate --dataset NAME")
+        if args.clean_dataset and args.generate:
+            raise ValueError("--clean-dataset is implied by --generate --dataset; drop one of them")
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} is a file; pass a folder")
+        baseline = read_errors(args.baseline) if args.baseline else None  # fail before the long part
+        device = evaluation.resolve_device(args.device)
+        model = load_model(args.checkpoint, device=device)
+        clean = args.clean_root
+        root = args.data_root
+        if args.generate or args.clean_dataset:
+            name = args.dataset if args.generate else args.clean_dataset
+            data_root = args.data_root if args.generate else args.clean_root
+            images, labels, spec = _eval_clean_split(name, data_root, args.seed,
+                                                     args.test_size if args.generate else None)
+            if spec.num_classes != model.meta["num_classes"]:
+                raise ValueError(f"{args.checkpoint} predicts {model.meta['num_classes']} classes but {name} "
+                                 f"has {spec.num_classes}; evaluate on the dataset the model was trained on")
+            clean = (images, labels)
+            if args.generate:
+                root = evaluation.generate_corrupted_testset(
+                    images, labels, out / "corrupted_test", names=args.corruptions,
+                    severities=args.severities or "1-5", seed=args.seed, device=device,
+                    progress=args.progress)
+        errors = evaluation.corruption_errors(
+            model, root, corruptions=args.corruptions, severities=args.severities, batch_size=args.batch_size,
+            device=device, clean=clean, progress=args.progress)
+        summary = evaluation.write_report(errors, out, baseline=baseline,
+                                          seen=evaluation.seen_corruptions(model.meta),
+                                          title=args.title or f"Corruption robustness of {args.checkpoint}")
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        raise UserError(str(exc)) from None
+    print(summary_table(summary))
+    if errors.attrs.get("missing"):
+        print(f"\nnot in {root}: {', '.join(errors.attrs['missing'])}")
+    print(f"\nreport written to {out}/ (errors.csv, accuracy.csv, report.csv, summary.json, report.md"
+          f"{', report.png' if (out / 'report.png').is_file() else ''})")
+    return 0
 
 
 def _add_make_c(sub: argparse._SubParsersAction) -> None:

@@ -1,0 +1,195 @@
+"""The robustness report: CSV tables, summary.json, a Markdown report and a plot, written atomically.
+
+Files written by :func:`write_report` into ``out_dir``:
+
+* ``errors.csv``: long format, one row per (corruption, severity): corruption, severity, error, n
+  (severity 0 = the clean test set);
+* ``accuracy.csv``: the same rows as top-1 accuracy in percent (RobustBench-style);
+* ``report.csv``: wide table, corruption x severity errors with family, mean and seen columns;
+* ``summary.json``: the numbers of :func:`auxtrain.evaluation.mce` (NaN written as null);
+* ``report.md``: summary table + corruption x severity table;
+* ``report.png``: error vs severity per corruption (and bars against the baseline), when
+  matplotlib is installed.
+
+Everything is rendered in memory first, so a failure leaves existing files untouched.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from auxtrain.run_dir import atomic_write_bytes
+
+
+def read_errors(source: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
+    """An error table from a DataFrame, a report directory (its errors.csv) or a long-format CSV file."""
+    if isinstance(source, pd.DataFrame):
+        return source
+    path = Path(source)
+    if path.is_dir():
+        path = path / "errors.csv"
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist; pass a report directory written by `auxtrain eval` or its "
+                         f"errors.csv")
+    try:
+        table = pd.read_csv(path)
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"{path} is not a readable CSV ({exc}); pass an errors.csv from `auxtrain eval`") \
+            from None
+    if not {"corruption", "severity", "error"} <= set(table.columns):
+        raise ValueError(f"{path} lacks the columns corruption, severity, error (it has "
+                         f"{list(table.columns)}); pass an errors.csv from `auxtrain eval`")
+    return table
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """The headline numbers of a summary as a Markdown table."""
+    rows = [("clean error", summary.get("clean_error")),
+            ("mCE (15 benchmark corruptions, unnormalised)", summary.get("mce"))]
+    rows += [(f"{family} mean", value) for family, value in summary.get("families", {}).items()]
+    rows += [("mean of the 4 extra corruptions", summary.get("mean_extra")),
+             ("mean of all corruptions", summary.get("mean_all"))]
+    if "normalized_mce" in summary:
+        rows += [("normalised mCE vs baseline (%)", summary["normalized_mce"]),
+                 ("relative mCE vs baseline (%)", summary.get("relative_mce"))]
+    if "seen_mean" in summary:
+        rows += [(f"seen corruptions mean ({', '.join(summary['seen']) or 'none present'})",
+                  summary["seen_mean"]), ("unseen corruptions mean", summary["unseen_mean"])]
+    from corruptions import get_corruption_names
+
+    complete = "yes" if summary.get("complete") else "no"
+    missing = [c for c in summary.get("missing", []) if c in get_corruption_names("common")]
+    if missing:
+        complete += f" (missing: {', '.join(missing)})"
+    lines = ["| metric | error (%) |", "|---|---:|"] + [f"| {k} | {_fmt(v)} |" for k, v in rows]
+    return "\n".join(lines + [f"| complete 15 x 5 benchmark | {complete} |"])
+
+
+def _wide(errors: pd.DataFrame, summary: dict[str, Any], seen: Sequence[str] | None) -> pd.DataFrame:
+    from auxtrain.evaluation import _family_of, _names_in_order
+
+    family = _family_of()
+    rows = errors[errors["corruption"] != "clean"]
+    table = rows.pivot(index="corruption", columns="severity", values="error")
+    table = table.reindex(_names_in_order(table.index))
+    table.columns = [f"s{int(s)}" for s in table.columns]
+    table["mean"] = table.mean(axis=1)
+    table.insert(0, "family", [family.get(c, "") for c in table.index])
+    if seen is not None:
+        table["seen"] = [c in set(seen) for c in table.index]
+    if "ce" in summary:
+        table["ce"] = [summary["ce"].get(c, math.nan) for c in table.index]
+    return table.reset_index()
+
+
+def _markdown(title: str, summary: dict[str, Any], wide: pd.DataFrame) -> str:
+    head = [c for c in wide.columns]
+    lines = [f"# {title}", "", summary_table(summary), "", "## Error (%) per corruption and severity", "",
+             "| " + " | ".join(head) + " |", "|" + "|".join("---" if c in ("corruption", "family") else "---:"
+                                                          for c in head) + "|"]
+    for row in wide.itertuples(index=False):
+        cells = [("yes" if v else "") if isinstance(v, bool) else _fmt(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot(errors: pd.DataFrame, baseline: pd.DataFrame | None, title: str) -> bytes | None:
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        warnings.warn("matplotlib is not installed: report.png is skipped (pip install matplotlib)",
+                      stacklevel=3)
+        return None
+    from auxtrain.evaluation import _names_in_order
+
+    rows = errors[errors["corruption"] != "clean"]
+    names = _names_in_order(set(rows["corruption"]))
+    fig = Figure(figsize=(13 if baseline is not None else 8, 5.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 2 if baseline is not None else 1, 1)
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20"]
+    for i, name in enumerate(names):
+        part = rows[rows["corruption"] == name].sort_values("severity")
+        ax.plot(part["severity"], part["error"], marker="o", color=cmap(i % 20), label=name,
+                linestyle="-" if i < 20 else "--")
+    clean = errors.loc[errors["corruption"] == "clean", "error"]
+    if len(clean):
+        ax.axhline(float(clean.iloc[0]), color="black", linestyle=":", label="clean")
+    ax.set(xlabel="severity", ylabel="top-1 error (%)", title=title, xticks=sorted(set(rows["severity"])))
+    ax.legend(fontsize=7, ncol=2)
+    if baseline is not None:
+        bx = fig.add_subplot(1, 2, 2)
+        base_rows = baseline[baseline["corruption"] != "clean"]
+        ours = [rows.loc[rows["corruption"] == n, "error"].mean() for n in names]
+        theirs = [base_rows.loc[base_rows["corruption"] == n, "error"].mean() for n in names]
+        y = range(len(names))
+        bx.barh([v + 0.2 for v in y], ours, height=0.4, label="model")
+        bx.barh([v - 0.2 for v in y], theirs, height=0.4, label="baseline")
+        bx.set(yticks=list(y), yticklabels=names, xlabel="mean error over severities (%)")
+        bx.invert_yaxis()
+        bx.legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    return value
+
+
+def write_report(errors: pd.DataFrame, out_dir: str | os.PathLike, *,
+                 baseline: pd.DataFrame | str | os.PathLike | None = None, seen: Sequence[str] | None = None,
+                 title: str = "Corruption robustness") -> dict[str, Any]:
+    """Write the report files (see the module docstring) into ``out_dir`` and return the summary.
+
+    ``baseline`` is another model's error table, report directory or errors.csv; ``seen`` the
+    corruption names the model was trained on.
+    """
+    from auxtrain.evaluation import mce
+
+    base = read_errors(baseline) if baseline is not None else None
+    summary = mce(errors, baseline=base, seen=seen)
+    summary = {"title": title, **summary, "missing_requested": list(errors.attrs.get("missing", []))}
+    wide = _wide(errors, summary, seen)
+    long = errors[[c for c in ("corruption", "severity", "error", "n") if c in errors.columns]]
+    acc = long.rename(columns={"error": "accuracy"}).assign(accuracy=100.0 - long["error"])
+    files = {
+        "errors.csv": long.to_csv(index=False, float_format="%.4f").encode(),
+        "accuracy.csv": acc.to_csv(index=False, float_format="%.4f").encode(),
+        "report.csv": wide.to_csv(index=False, float_format="%.4f").encode(),
+        "summary.json": (json.dumps(_json_ready(summary), indent=2) + "\n").encode(),
+        "report.md": _markdown(title, summary, wide).encode(),
+    }
+    png = _plot(errors, base, title)
+    if png is not None:
+        files["report.png"] = png
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        atomic_write_bytes(out / name, data)
+    return summary
