@@ -357,3 +357,10 @@ def test_loader_on_item_dataset(tmp_path):
     assert train.epoch == 1
     again = list(make_loader(train, 3, shuffle=True, epoch=1))
     assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again, strict=True))
+
+
+def test_loader_fetches_subsets_in_batches():
+    ds = _indexed_dataset()
+    sub = torch.utils.data.Subset(torch.utils.data.Subset(ds, list(range(10, 40))), [0, 5, 29])
+    loader = make_loader(sub, 2, shuffle=False)
+    assert _order(loader) == [10, 15, 39]

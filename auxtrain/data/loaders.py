@@ -1,8 +1,9 @@
 """DataLoaders whose order depends only on (seed, epoch), so a resumed epoch replays exactly.
 
 ``make_loader`` builds a fresh loader per epoch with a generator seeded from (seed, epoch).
-Array-backed datasets (anything with ``get_batch(indices)``) are fetched one whole batch at a
-time (one gather per batch, no per-image collation); other datasets use the default collation.
+Array-backed datasets (anything with ``get_batch(indices)``, also inside ``Subset``) are fetched
+one whole batch at a time (one gather per batch, no per-image collation); other datasets use the
+default collation.
 Either way a batch is ``(uint8 images (B, 3, H, W), int64 labels (B,))``.
 """
 
@@ -10,7 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+    Subset,
+)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -19,11 +28,22 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (int(state[0]) << 31) ^ int(state[1])
 
 
+def _unwrap(dataset: Dataset) -> tuple[Dataset, list[int] | None]:
+    """The dataset under (possibly nested) ``Subset`` wrappers and the index map into it."""
+    indices = None
+    while isinstance(dataset, Subset):
+        mapped = list(dataset.indices)
+        indices = mapped if indices is None else [mapped[i] for i in indices]
+        dataset = dataset.dataset
+    return dataset, indices
+
+
 class _BatchFetcher(Dataset):
-    """Wraps an array-backed dataset so that one DataLoader item is one whole batch."""
+    """Wraps an array-backed dataset (or a Subset of one) so that one DataLoader item is one batch."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
+        self._base, self._indices = _unwrap(dataset)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -34,7 +54,9 @@ class _BatchFetcher(Dataset):
         return getattr(self.dataset, name)
 
     def __getitem__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.dataset.get_batch(indices)
+        if self._indices is not None:
+            indices = [self._indices[i] for i in indices]
+        return self._base.get_batch(indices)
 
 
 def make_loader(
@@ -54,15 +76,16 @@ def make_loader(
     The order is a function of (``seed``, ``epoch``) only: build a new loader each epoch. A
     ``sampler`` (e.g. ``DistributedSampler``) replaces the built-in one and does its own
     shuffling; its ``set_epoch(epoch)`` is called here, as is the dataset's ``set_epoch`` if it
-    has one (per-sample augmentation of image folders). ``workers`` > 0 uses worker processes
-    whose seeds also derive from (seed, epoch).
+    (or the dataset inside a ``Subset``) has one (per-sample augmentation of image folders).
+    ``workers`` > 0 uses worker processes whose seeds also derive from (seed, epoch).
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ValueError(f"workers={workers!r} must be a non-negative integer")
-    if hasattr(dataset, "set_epoch"):
-        dataset.set_epoch(epoch)
+    base, _ = _unwrap(dataset)
+    if hasattr(base, "set_epoch"):
+        base.set_epoch(epoch)
     loader_generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
     if sampler is not None:
         if hasattr(sampler, "set_epoch"):
@@ -73,7 +96,7 @@ def make_loader(
         sampler = SequentialSampler(dataset)
     common = dict(num_workers=workers, pin_memory=pin_memory, generator=loader_generator,
                   persistent_workers=False)
-    if hasattr(dataset, "get_batch"):
+    if hasattr(base, "get_batch"):
         batches = BatchSampler(sampler, batch_size, drop_last)
         return DataLoader(_BatchFetcher(dataset), batch_size=None, sampler=batches, **common)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, **common)
