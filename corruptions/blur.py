@@ -71,8 +71,13 @@ def _border_index(size: int, pad_before: int, pad_after: int, mode: str, device)
     raise ValueError(f"unknown border mode {mode!r}")
 
 
+_TORCH_PAD = {"replicate": "replicate", "reflect101": "reflect"}
+
+
 def _pad2d(x: torch.Tensor, ph: int, pw: int, mode: str) -> torch.Tensor:
     """Pad the last two axes by (ph, pw) on each side with an index-based border rule."""
+    if x.dim() == 4 and mode in _TORCH_PAD and ph < x.shape[-2] and pw < x.shape[-1]:
+        return F.pad(x, (pw, pw, ph, ph), mode=_TORCH_PAD[mode])  # faster; same result
     if ph:
         x = x.index_select(-2, _border_index(x.shape[-2], ph, ph, mode, x.device))
     if pw:
@@ -90,18 +95,38 @@ def _gaussian_kernel1d(sigma: float, truncate: float = 4.0) -> np.ndarray:
     return w / w.sum()
 
 
+@lru_cache(maxsize=256)
+def _axis_operator(size: int, kernel: tuple[float, ...], mode: str) -> torch.Tensor:
+    """(size, size) float64 matrix of a 1-D correlation with ``kernel`` (odd length) and the
+    border rule ``mode`` folded in: y = M @ x along one axis. Any kernel length works (large
+    kernels reflect repeatedly), and a matmul is faster on CPU than a one-channel conv2d."""
+    r = len(kernel) // 2
+    src = _border_index(size, r, r, mode, "cpu")  # padded position -> source index
+    rows = torch.arange(size)[:, None] + torch.arange(len(kernel))[None, :]  # (size, K) padded
+    m = torch.zeros(size, size, dtype=torch.float64)
+    m.index_put_((torch.arange(size)[:, None].expand_as(rows), src[rows]),
+                 torch.tensor(kernel, dtype=torch.float64).expand_as(rows).clone(), accumulate=True)
+    return m
+
+
 def _separable(x: torch.Tensor, kh: np.ndarray, kw: np.ndarray, mode: str) -> torch.Tensor:
-    """Correlate every (H, W) plane of ``x`` (..., H, W) with kh (vertical) then kw (horizontal)."""
-    shape = x.shape
-    y = x.reshape(-1, 1, shape[-2], shape[-1])
+    """Correlate every (H, W) plane of ``x`` (..., H, W) with kh (vertical) and kw (horizontal)."""
+    h, w = x.shape[-2:]
     if kh.size > 1:
-        r = kh.size // 2
-        w = torch.as_tensor(kh, dtype=y.dtype, device=y.device).view(1, 1, -1, 1)
-        y = F.conv2d(_pad2d(y, r, 0, mode), w)
+        x = torch.matmul(_axis_operator(h, tuple(kh.tolist()), mode).to(x.device, x.dtype), x)
     if kw.size > 1:
-        r = kw.size // 2
-        w = torch.as_tensor(kw, dtype=y.dtype, device=y.device).view(1, 1, 1, -1)
-        y = F.conv2d(_pad2d(y, 0, r, mode), w)
+        x = torch.matmul(x, _axis_operator(w, tuple(kw.tolist()), mode).to(x.device, x.dtype).t())
+    return x
+
+
+def _filter2d(x: torch.Tensor, kernel: torch.Tensor, mode: str) -> torch.Tensor:
+    """Correlate every (H, W) plane of ``x`` (..., H, W) with a small 2-D ``kernel`` (odd sizes),
+    padding by ``mode``; planes go to the channel axis of one depthwise conv2d (fast on CPU)."""
+    shape = x.shape
+    kh, kw = kernel.shape
+    planes = x.reshape(1, -1, shape[-2], shape[-1])
+    weight = kernel.to(x.device, x.dtype)[None, None].expand(planes.shape[1], 1, kh, kw)
+    y = F.conv2d(_pad2d(planes, kh // 2, kw // 2, mode), weight, groups=planes.shape[1])
     return y.reshape(shape)
 
 
@@ -174,11 +199,8 @@ def _disk_kernel(radius: float, alias_sigma: float) -> np.ndarray:
 def defocus_blur(x: torch.Tensor, params: tuple, generator=None) -> torch.Tensor:
     """Convolve with the anti-aliased disk (cv2.filter2D semantics: border REFLECT_101)."""
     radius, alias_sigma = params
-    k = torch.from_numpy(_disk_kernel(float(radius), float(alias_sigma))).to(x.device, x.dtype)
-    kh, kw = k.shape
-    n, c, h, w = x.shape
-    y = _pad2d(x.reshape(n * c, 1, h, w), kh // 2, kw // 2, "reflect101")
-    return F.conv2d(y, k[None, None]).reshape(n, c, h, w)
+    k = torch.from_numpy(_disk_kernel(float(radius), float(alias_sigma)))
+    return _filter2d(x, k, "reflect101")
 
 
 
@@ -203,15 +225,6 @@ def _zoom_axis(size: int, factor: float) -> tuple[np.ndarray, np.ndarray, np.nda
     return i0 + top, i1 + top, w
 
 
-def _zoom_matrix(size: int, factor: float) -> np.ndarray:
-    i0, i1, w = _zoom_axis(size, factor)
-    m = np.zeros((size, size))
-    rows = np.arange(size)
-    np.add.at(m, (rows, i0), 1 - w)
-    np.add.at(m, (rows, i1), w)
-    return m
-
-
 def _clipped_zoom(x: torch.Tensor, factor: float) -> torch.Tensor:
     """clipped_zoom of every (H, W) plane of x (..., H, W); the same zoom for the whole batch."""
     h, w = x.shape[-2:]
@@ -225,12 +238,23 @@ def _clipped_zoom(x: torch.Tensor, factor: float) -> torch.Tensor:
 
 
 @lru_cache(maxsize=32)
-def _zoom_blur_operator(h: int, w: int, factors: tuple[float, ...]) -> torch.Tensor:
-    """(H*W, H*W) matrix of the whole zoom blur: (I + sum_z A_z (x) B_z) / (len(factors) + 1)."""
-    m = np.eye(h * w)
+def _zoom_blur_operator(h: int, w: int, factors: tuple[float, ...], device: str) -> torch.Tensor:
+    """Sparse (H*W, H*W) matrix of the whole zoom blur, (I + sum_z Zoom_z) / (len(factors) + 1),
+    output pixel by input pixel; each zoom contributes 4 bilinear taps per pixel."""
+    rows, cols, vals = [np.arange(h * w)], [np.arange(h * w)], [np.ones(h * w)]
+    out = np.arange(h * w).reshape(h, w)
     for z in factors:
-        m += np.kron(_zoom_matrix(h, z), _zoom_matrix(w, z))
-    return torch.from_numpy((m / (len(factors) + 1)).T.astype(np.float32))
+        y0, y1, wy = _zoom_axis(h, z)
+        x0, x1, wx = _zoom_axis(w, z)
+        for yi, wyy in ((y0, 1 - wy), (y1, wy)):
+            for xi, wxx in ((x0, 1 - wx), (x1, wx)):
+                rows.append(out.reshape(-1))
+                cols.append((yi[:, None] * w + xi[None, :]).reshape(-1))
+                vals.append((wyy[:, None] * wxx[None, :]).reshape(-1))
+    idx = torch.from_numpy(np.stack([np.concatenate(rows), np.concatenate(cols)]))
+    val = torch.from_numpy(np.concatenate(vals) / (len(factors) + 1)).float()
+    op = torch.sparse_coo_tensor(idx, val, (h * w, h * w), check_invariants=True)
+    return op.coalesce().to(device)
 
 
 def _zoom_factors(end: float, step: float) -> tuple[float, ...]:
@@ -247,19 +271,15 @@ def zoom_blur(x: torch.Tensor, params: tuple, generator=None) -> torch.Tensor:
     """Average of the image and its clipped zooms by factors ``np.arange(1, end, step)``.
 
     The factor list starts at 1, so the unzoomed image counts twice, as in the reference.
-    Small images use one precomputed (HW x HW) linear operator (a single matmul); larger ones
-    zoom factor by factor with two gathers + lerps per factor.
+    The whole blur is one precomputed sparse linear operator (about 4 taps per factor and
+    pixel) applied with a single sparse matmul.
     """
     end, step = params
     factors = _zoom_factors(end, step)
     n, c, h, w = x.shape
-    if h * w <= 32 * 32:
-        op = _zoom_blur_operator(h, w, factors).to(x.device, x.dtype)
-        return (x.reshape(n * c, h * w) @ op).reshape(n, c, h, w)
-    out = x.clone()
-    for z in factors:
-        out += _clipped_zoom(x, z)
-    return out / (len(factors) + 1)
+    op = _zoom_blur_operator(h, w, factors, str(x.device))
+    cols = x.reshape(n * c, h * w).t().float().contiguous()  # sparse.mm is slow on strided input
+    return torch.sparse.mm(op, cols).t().reshape(n, c, h, w).to(x.dtype)
 
 
 # --------------------------------------------------------------------------- motion_blur
@@ -289,11 +309,17 @@ def _line_blur(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tensor) 
     xs = torch.arange(w, device=x.device)
     flat = x.reshape(n, c, h * w)
     out = torch.zeros_like(flat)
+    # Reused buffers: fresh multi-MB tensors per tap cost more than the gathers themselves on CPU.
+    buf = torch.empty_like(flat)
+    idx = torch.empty(n, h, w, dtype=torch.long, device=x.device)
     for i in range(width):
-        rows = (ys[None, :] - dy[:, i, None]).clamp(0, h - 1)  # (n, h)
-        cols = (xs[None, :] - dx[:, i, None]).clamp(0, w - 1)  # (n, w)
-        idx = (rows[:, :, None] * w + cols[:, None, :]).reshape(n, 1, h * w).expand(n, c, h * w)
-        out += weight[:, i, None, None] * flat.gather(2, idx)
+        if not bool(valid[:, i].any()):
+            break
+        rows = (ys[None, :] - dy[:, i, None]).clamp_(0, h - 1)  # (n, h)
+        cols = (xs[None, :] - dx[:, i, None]).clamp_(0, w - 1)  # (n, w)
+        torch.add((rows * w)[:, :, None], cols[:, None, :], out=idx)
+        torch.gather(flat, 2, idx.view(n, 1, h * w).expand(n, c, h * w), out=buf)
+        out.addcmul_(buf, weight[:, i, None, None])
     return out.reshape(n, c, h, w)
 
 
@@ -317,18 +343,16 @@ def motion_blur(x: torch.Tensor, params: tuple, generator=None) -> torch.Tensor:
 # --------------------------------------------------------------------------- glass_blur
 
 
-def _glass_positions(h: int, w: int, d: int, device) -> torch.Tensor:
-    """Flat indices of the swept positions in sweep order (h from H-d down to d+1, then w)."""
-    hs = torch.arange(h - d, d, -1, device=device)
-    ws = torch.arange(w - d, d, -1, device=device)
-    return (hs[:, None] * w + ws[None, :]).reshape(-1)
-
-
 def _glass_offsets(n: int, h: int, w: int, d: int, iterations: int, generator, device):
-    """Per-image offsets (dy, dx), each of shape (iterations, n, P), drawn from -d..d-1."""
-    p = max(h - 2 * d, 0) * max(w - 2 * d, 0)
-    draws = _randint(generator, -d, d, (iterations, n, p, 2), device)
-    return draws[..., 1], draws[..., 0]  # the reference draws (dx, dy) per position
+    """Per-image offsets (dy, dx), each (iterations, n, H - 2d, W - 2d), uniform on -d..d-1.
+
+    Entry [it, i, j, k] belongs to position (d + 1 + j, d + 1 + k) of image i (the swept block,
+    stored in ascending order; the sweep itself runs in descending order).
+    """
+    shape = (iterations, n, max(h - 2 * d, 0), max(w - 2 * d, 0))
+    dy = _randint(generator, -d, d, shape, device)
+    dx = _randint(generator, -d, d, shape, device)
+    return dy, dx
 
 
 def _glass_sweep(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, d: int) -> torch.Tensor:
@@ -342,26 +366,36 @@ def _glass_sweep(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, d: int) ->
     before" links strictly increase the raster index, so they form chains without cycles; we
     resolve every chain at once by pointer jumping (O(log P) rounds of gathers), giving
     new[p] = old[root(p)] for all images in parallel. Non-swept positions keep old values.
+    With d = 1 the offsets are in {-1, 0}, q never comes before p, and a sweep is one gather.
     """
     n, c, h, w = x.shape
     hw = h * w
-    pos = _glass_positions(h, w, d, x.device)
+    nh, nw = h - 2 * d, w - 2 * d
+    if nh <= 0 or nw <= 0:
+        return x
+    dev = x.device
+    rows = torch.arange(d + 1, h - d + 1, device=dev)[:, None]  # the swept block, ascending
+    cols = torch.arange(d + 1, w - d + 1, device=dev)[None, :]
+    p = rows * w + cols  # (nh, nw)
+    base = torch.arange(hw, device=dev).view(1, h, w)
     flat = x.reshape(n, c, hw)
-    swept = torch.zeros(hw, dtype=torch.bool, device=x.device)
-    swept[pos] = True
-    base = torch.arange(hw, device=x.device).expand(n, hw)
     for it in range(dy.shape[0]):
-        q = pos[None, :] + dy[it] * w + dx[it]  # (n, P)
-        src = base.clone()
-        src[:, pos] = q
-        link = torch.zeros(n, hw, dtype=torch.bool, device=x.device)
-        link[:, pos] = swept[q] & (q > pos[None, :])
-        while bool(link.any()):
-            nxt = src.gather(1, src)
-            nlink = link.gather(1, src)
-            src = torch.where(link, nxt, src)
-            link = link & nlink
-        flat = flat.gather(2, src[:, None, :].expand(n, c, hw))
+        ddy, ddx = dy[it], dx[it]
+        src = base.repeat(n, 1, 1)
+        src[:, d + 1:h - d + 1, d + 1:w - d + 1] = p + ddy * w + ddx
+        if d > 1:
+            qr, qc = rows + ddy, cols + ddx
+            ahead = (ddy > 0) | ((ddy == 0) & (ddx > 0))
+            link_block = ahead & (qr >= d + 1) & (qr <= h - d) & (qc >= d + 1) & (qc <= w - d)
+            link = torch.zeros(n, h, w, dtype=torch.bool, device=dev)
+            link[:, d + 1:h - d + 1, d + 1:w - d + 1] = link_block
+            src, link = src.view(n, hw), link.view(n, hw)
+            while bool(link.any()):
+                nxt = src.gather(1, src)
+                nlink = link.gather(1, src)
+                src = torch.where(link, nxt, src)
+                link = link & nlink
+        flat = flat.gather(2, src.view(n, 1, hw).expand(n, c, hw))
     return flat.reshape(n, c, h, w)
 
 

@@ -12,39 +12,27 @@ _S = 32  # the CIFAR script's IMSIZE
 _I = 244  # the ImageNet script's constant ("244 should have been 224")
 
 
-def _affine_source(jitter: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Source (x, y) pixel coordinates, shape (n, H, W, 2), of cv2.warpAffine with the random
-    affine of the reference: three points around the centre moved by ``jitter`` (n, 3, 2),
-    M = cv2.getAffineTransform(pts1, pts2), dst(p) = src(M^-1 p), in exact arithmetic as
-    OpenCV >= 4.11 does (older OpenCV rounded source coordinates to 1/32 px: at most ~2 grey
-    levels of difference on sharp edges)."""
+def _affine_theta(jitter: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """The reference's random affine as affine_grid's theta (n, 2, 3), align_corners=True.
+
+    Three points around the centre move by ``jitter`` (n, 3, 2); M = cv2.getAffineTransform(
+    pts1, pts2) maps (x, y) pixel coordinates forward and cv2.warpAffine samples the source at
+    M^-1 (dst), in exact arithmetic as OpenCV >= 4.11 does (older OpenCV rounded the source
+    coordinates to 1/32 px: at most ~2 grey levels of difference on sharp edges).
+    """
     n = jitter.shape[0]
-    dev = jitter.device
+    f64 = dict(dtype=torch.float64, device=jitter.device)
     c0, c1 = float(h // 2), float(w // 2)  # np.float32(shape_size) // 2, used as (x, y) points
     s = float(min(h, w) // 3)
-    pts1 = torch.tensor([[c0 + s, c1 + s], [c0 + s, c1 - s], [c0 - s, c1 - s]],
-                        dtype=torch.float64, device=dev)
+    pts1 = torch.tensor([[c0 + s, c1 + s], [c0 + s, c1 - s], [c0 - s, c1 - s]], **f64)
     pts2 = pts1[None] + jitter.to(torch.float64)
-    ones = torch.ones(3, 1, dtype=torch.float64, device=dev)
-    a = torch.cat([pts1, ones], 1)  # (3, 3): rows [x, y, 1]
+    a = torch.cat([pts1, torch.ones(3, 1, **f64)], 1)  # rows [x, y, 1]
     mt = torch.linalg.solve(a[None].expand(n, 3, 3), pts2)  # (n, 3, 2): pts2 = a @ mt
-    m = torch.cat([mt.transpose(1, 2), torch.tensor([0.0, 0, 1], dtype=torch.float64, device=dev)
-                   .expand(n, 1, 3)], 1)  # (n, 3, 3) forward map
-    minv = torch.linalg.inv(m)
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64, device=dev),
-                            torch.arange(w, dtype=torch.float64, device=dev), indexing="ij")
-    pts = torch.stack([xs, ys, torch.ones_like(xs)], -1).reshape(-1, 3)  # (HW, 3)
-    return torch.einsum("nij,pj->npi", minv[:, :2], pts).reshape(n, h, w, 2)
-
-
-def _to_grid(coords: torch.Tensor, h: int, w: int, align_corners: bool) -> torch.Tensor:
-    """Pixel (x, y) coordinates -> grid_sample's normalised coordinates."""
-    x, y = coords[..., 0], coords[..., 1]
-    if align_corners:
-        gx, gy = 2 * x / max(w - 1, 1) - 1, 2 * y / max(h - 1, 1) - 1
-    else:
-        gx, gy = (2 * x + 1) / w - 1, (2 * y + 1) / h - 1
-    return torch.stack([gx, gy], -1)
+    last = torch.tensor([0.0, 0.0, 1.0], **f64).expand(n, 1, 3)
+    minv = torch.linalg.inv(torch.cat([mt.transpose(1, 2), last], 1))  # (n, 3, 3) dst -> src
+    # pixel -> normalised coordinates (align_corners=True): u = 2 x / (W - 1) - 1
+    norm = torch.tensor([[2.0 / max(w - 1, 1), 0, -1], [0, 2.0 / max(h - 1, 1), -1], [0, 0, 1]], **f64)
+    return (norm @ minv @ torch.linalg.inv(norm))[:, :2]
 
 
 def _elastic_apply(x, params, jitter, ux, uy) -> torch.Tensor:
@@ -52,17 +40,16 @@ def _elastic_apply(x, params, jitter, ux, uy) -> torch.Tensor:
     alpha, sigma, _ = params
     n, c, h, w = x.shape
     # 1) random affine, bilinear, border REFLECT_101 (= reflection about the edge pixel centres)
-    src = _affine_source(jitter, h, w)
-    grid = _to_grid(src, h, w, align_corners=True).to(x.dtype)
+    theta = _affine_theta(jitter, h, w).to(x.dtype)
+    grid = F.affine_grid(theta, [n, c, h, w], align_corners=True)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
-    # 2) smoothed random displacement (skimage gaussian, mode 'reflect', truncate 3) * alpha
-    d = _gaussian(torch.stack([ux, uy], 1).to(torch.float64), float(sigma), "symmetric", 3.0) * alpha
-    d = d.to(torch.float32).to(torch.float64)  # the reference casts the fields to float32
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64, device=x.device),
-                            torch.arange(w, dtype=torch.float64, device=x.device), indexing="ij")
-    coords = torch.stack([xs + d[:, 0], ys + d[:, 1]], -1)
-    # 3) scipy map_coordinates(order=1, mode='reflect') = grid_sample reflection, corners not aligned
-    grid = _to_grid(coords, h, w, align_corners=False).to(x.dtype)
+    # 2) smoothed random displacement (skimage gaussian, mode 'reflect', truncate 3) * alpha,
+    # 3) sampled like scipy map_coordinates(order=1, mode='reflect'): grid_sample reflection with
+    #    corners not aligned, where pixel x maps to (2 x + 1) / W - 1.
+    d = _gaussian(torch.stack([ux, uy], -3).to(x.dtype), float(sigma), "symmetric", 3.0)
+    scale = torch.tensor([2.0 * alpha / w, 2.0 * alpha / h], dtype=x.dtype, device=x.device)
+    eye = torch.eye(2, 3, dtype=x.dtype, device=x.device).expand(n, 2, 3)
+    grid = F.affine_grid(eye, [n, c, h, w], align_corners=False) + d.permute(0, 2, 3, 1) * scale
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
@@ -84,6 +71,6 @@ def elastic_transform(x: torch.Tensor, params: tuple, generator=None) -> torch.T
     """
     n, _, h, w = x.shape
     jitter = _uniform(generator, (n, 3, 2), -params[2], params[2], x.device, torch.float64)
-    ux = _uniform(generator, (n, h, w), -1.0, 1.0, x.device, torch.float64)
-    uy = _uniform(generator, (n, h, w), -1.0, 1.0, x.device, torch.float64)
+    ux = _uniform(generator, (n, h, w), -1.0, 1.0, x.device)
+    uy = _uniform(generator, (n, h, w), -1.0, 1.0, x.device)
     return _elastic_apply(x, params, jitter, ux, uy)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ._registry import register
-from .blur import _clipped_zoom, _gaussian, _line_blur, _normal, _pad2d, _rand, _randint, _uniform
+from .blur import _clipped_zoom, _filter2d, _gaussian, _line_blur, _normal, _rand, _randint, _uniform
 
 # --------------------------------------------------------------------------- snow
 
@@ -245,8 +245,7 @@ def fog(x: torch.Tensor, params: tuple, generator=None) -> torch.Tensor:
 
 def _box3(x: torch.Tensor) -> torch.Tensor:
     """cv2.blur(x, (3, 3)): 3x3 mean, border REFLECT_101 (float result)."""
-    k = torch.full((1, 1, 3, 3), 1 / 9, dtype=x.dtype, device=x.device)
-    return F.conv2d(_pad2d(x, 1, 1, "reflect101"), k)
+    return _filter2d(x, torch.full((3, 3), 1 / 9), "reflect101")
 
 
 def _canny(img: torch.Tensor, low: float = 50, high: float = 150) -> torch.Tensor:
@@ -258,10 +257,9 @@ def _canny(img: torch.Tensor, low: float = 50, high: float = 150) -> torch.Tenso
     other), then hysteresis: candidates above ``low`` joined 8-connectedly to pixels above
     ``high``, resolved by repeated 3x3 dilation until nothing changes.
     """
-    p = _pad2d(img, 1, 1, "replicate")
-    sob = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=img.dtype, device=img.device)
-    gx = F.conv2d(p, sob[None, None])
-    gy = F.conv2d(p, sob.t()[None, None])
+    sob = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]])
+    gx = _filter2d(img, sob, "replicate")
+    gy = _filter2d(img, sob.t(), "replicate")
     mag = gx.abs() + gy.abs()
     m = F.pad(mag, (1, 1, 1, 1))  # OpenCV's magnitude buffer is zero outside the image
     h, w = img.shape[-2:]
@@ -284,32 +282,57 @@ def _canny(img: torch.Tensor, low: float = 50, high: float = 150) -> torch.Tenso
     cand = (mag > int(low)) & local_max
     edges = cand & (mag > int(high))
     while True:
-        grown = cand & (F.max_pool2d(edges.float(), 3, 1, 1) > 0)
+        grown = cand & _dilate3(edges)
         if torch.equal(grown, edges):
             return edges
         edges = grown
 
 
-# cv2.distanceTransform(DIST_L2, 5): a 5x5 chamfer metric with these move costs.
-_CHAMFER5 = [(dy, dx, c) for dy in range(-2, 3) for dx in range(-2, 3)
-             for c in [{1: 1.0, 2: 1.4, 5: 2.1969}.get(dy * dy + dx * dx)] if c is not None]
+def _dilate3(mask: torch.Tensor) -> torch.Tensor:
+    """3x3 binary dilation of a (..., H, W) bool mask (8-connected neighbourhood)."""
+    p = F.pad(mask, (1, 1, 1, 1))
+    h, w = mask.shape[-2:]
+    rows = p[..., :, 0:w] | p[..., :, 1:w + 1] | p[..., :, 2:w + 2]
+    return rows[..., 0:h, :] | rows[..., 1:h + 1, :] | rows[..., 2:h + 2, :]
+
+
+# cv2.distanceTransform(DIST_L2, 5) is a 5x5 chamfer distance with these move costs.
+_A, _B, _C = 1.0, 1.4, 2.1969
 
 
 def _distance_to_edges(edges: torch.Tensor, cap: float) -> torch.Tensor:
-    """min(cap, cv2.distanceTransform(255 - edges, DIST_L2, 5)): 5x5 chamfer distance to the
-    nearest edge pixel, as the shortest path over chamfer moves (what OpenCV's two raster passes
-    compute), relaxed in parallel until it stops changing (at most ~cap steps)."""
-    d = torch.where(edges, torch.zeros_like(edges, dtype=torch.float32), torch.full_like(
-        edges, cap, dtype=torch.float32))
-    h, w = d.shape[-2:]
-    while True:
-        p = F.pad(d, (2, 2, 2, 2), value=cap)
-        best = d
-        for dy, dx, c in _CHAMFER5:
-            best = torch.minimum(best, p[..., 2 + dy:2 + dy + h, 2 + dx:2 + dx + w] + c)
-        if torch.equal(best, d):
-            return d
-        d = best
+    """min(cap, cv2.distanceTransform(255 - edges, DIST_L2, 5)) for a (n, 1, H, W) bool batch.
+
+    OpenCV's two raster passes over the 5x5 chamfer mask, run row by row for all images at
+    once: each row first takes the moves from the two rows above (below, on the way back),
+    then the moves along the row, a running minimum (x + cummin(d - x)) instead of a scan.
+    Starting from ``cap`` instead of infinity gives exactly min(cap, distance).
+    """
+    n, _, h, w = edges.shape
+    big = torch.full((n, 2), cap, device=edges.device)
+    d = torch.where(edges[:, 0], 0.0, cap).to(torch.float32)  # (n, H, W)
+    d = torch.cat([big[:, None].expand(n, h, 2), d, big[:, None].expand(n, h, 2)], 2)  # pad x by 2
+    xs = torch.arange(w + 4, dtype=torch.float32, device=edges.device)
+    rows = list(d.unbind(1))
+    for order, sign in ((range(h), 1), (range(h - 1, -1, -1), -1)):
+        for y in order:
+            t = rows[y]
+            p1 = y - sign
+            if 0 <= p1 < h:
+                r = rows[p1]
+                t = torch.minimum(t, r + _A)
+                t[:, 1:-1] = torch.minimum(t[:, 1:-1], torch.minimum(r[:, :-2], r[:, 2:]) + _B)
+                t[:, 2:-2] = torch.minimum(t[:, 2:-2], torch.minimum(r[:, :-4], r[:, 4:]) + _C)
+            p2 = y - 2 * sign
+            if 0 <= p2 < h:
+                r = rows[p2]
+                t[:, 1:-1] = torch.minimum(t[:, 1:-1], torch.minimum(r[:, :-2], r[:, 2:]) + _C)
+            if sign > 0:  # forward pass: moves from the left
+                t = torch.cummin(t - xs, 1).values + xs
+            else:  # backward pass: moves from the right
+                t = torch.cummin((t + xs).flip(1), 1).values.flip(1) - xs
+            rows[y] = t.clamp(max=cap)
+    return torch.stack(rows, 1)[:, None, :, 2:-2]
 
 
 def _equalize_hist(img: torch.Tensor) -> torch.Tensor:
@@ -337,8 +360,8 @@ def _water_mask(liquid: torch.Tensor) -> torch.Tensor:
     dist = _distance_to_edges(edges, 20.0)  # distanceTransform then THRESH_TRUNC at 20
     dist = torch.floor(_box3(dist))  # cv2.blur(float) then astype(uint8)
     dist = _equalize_hist(dist)
-    ker = torch.tensor([[-2.0, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=dist.dtype, device=dist.device)
-    dist = F.conv2d(_pad2d(dist, 1, 1, "reflect101"), ker[None, None]).clamp(0, 255)  # CV_8U
+    ker = torch.tensor([[-2.0, -1, 0], [-1, 1, 1], [0, 1, 2]])
+    dist = _filter2d(dist, ker, "reflect101").clamp(0, 255)  # filter2D to CV_8U saturates
     dist = torch.round(_box3(dist))  # cv2.blur on uint8 rounds
     return layer * dist
 
