@@ -162,8 +162,10 @@ class FolderCorruptedSet:
         self.root = root = Path(root)
         found = {d.name: d for d in root.iterdir() if d.is_dir() and _severity_dirs(d)}
         if not found:
-            raise ValueError(f"{root} holds no corruption folders (corruption/severity/class/image); pass "
-                             f"--data-root an ImageNet-C style folder or a CIFAR-C folder of NAME.npy files")
+            raise ValueError(f"{root} holds no corruption data: neither NAME.npy + labels.npy files "
+                             f"(CIFAR-C) nor corruption/severity/class/image folders (ImageNet-C); pass "
+                             f"--data-root such a folder, or build one with `auxtrain make-c` / "
+                             f"`auxtrain eval --generate`")
         self.names, self.missing = _select(list(found), names, root)
         self.workers = workers
         self.classes: list[str] | None = None

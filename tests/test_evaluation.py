@@ -1,0 +1,359 @@
+"""auxtrain.evaluation / auxtrain.report / auxtrain.data.corrupted and `auxtrain eval`, on tiny fixtures.
+
+The fixture -C sets hold solid-colour images and the model predicts the dominant channel
+(red 0, green 1, blue 2), so the exact error of every (corruption, severity) block is known.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from auxtrain import evaluation
+from auxtrain.cli import main
+from auxtrain.data import corrupted
+from auxtrain.export import save_model
+
+N, SIZE = 6, 8
+LABELS = np.array([0, 1, 2, 0, 1, 2])
+NAMES = ["gaussian_noise", "fog", "saturate"]
+COLOURS = np.eye(3, dtype=np.uint8) * 200 + 20  # class k: channel k bright
+
+
+class ColourModel(nn.Module):
+    """Logits = mean channel intensities (identity linear layer): predicts the dominant channel."""
+
+    def __init__(self, num_classes: int = 3) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, num_classes)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.eye(3))
+            self.fc.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.mean((2, 3)))
+
+
+def _register_colour_model() -> None:
+    from auxtrain.models import is_model, register_model
+
+    if not is_model("test_colour"):
+        register_model(lambda num_classes=3: ColourModel(num_classes), name="test_colour")
+
+
+def _wrong(ci: int, s: int) -> int:
+    """Number of wrongly coloured images in block (corruption index ci, severity s)."""
+    return (ci + s) % (N + 1)
+
+
+def _images(labels: np.ndarray, wrong: int) -> np.ndarray:
+    shown = labels.copy()
+    shown[:wrong] = (shown[:wrong] + 1) % 3
+    return np.broadcast_to(COLOURS[shown][:, None, None, :], (len(labels), SIZE, SIZE, 3)).copy()
+
+
+def _expected(names=NAMES, severities=range(1, 6)) -> dict[tuple[str, int], float]:
+    return {(c, s): 100.0 * _wrong(NAMES.index(c), s) / N for c in names for s in severities}
+
+
+def make_c_dir(root, names=NAMES, labels=LABELS):
+    root.mkdir(parents=True, exist_ok=True)
+    np.save(root / "labels.npy", np.tile(labels, 5).astype(np.uint8))
+    for ci, name in enumerate(names):
+        np.save(root / f"{name}.npy", np.concatenate([_images(labels, _wrong(ci, s)) for s in range(1, 6)]))
+    return root
+
+
+@pytest.fixture
+def cdir(tmp_path):
+    return make_c_dir(tmp_path / "C")
+
+
+def _cells(errors: pd.DataFrame) -> dict[tuple[str, int], float]:
+    return {(r.corruption, int(r.severity)): r.error for r in errors.itertuples() if r.corruption != "clean"}
+
+
+# ---- corruption_errors -----------------------------------------------------------------------------
+
+def test_corruption_errors_are_exact_and_ordered(cdir):
+    clean_images = _images(LABELS, 2)  # 2 of 6 wrong -> 33.33 %
+    errors = evaluation.corruption_errors(ColourModel(), cdir, batch_size=4, clean=(clean_images, LABELS),
+                                          progress=False)
+    assert list(errors.columns) == ["corruption", "severity", "error", "n"]
+    assert errors.iloc[0].tolist() == ["clean", 0, pytest.approx(100 * 2 / 6), N]
+    assert _cells(errors) == pytest.approx(_expected())
+    assert (errors["n"] == N).all()
+    # canonical benchmark order (gaussian_noise, fog, then the extra saturate), severities ascending
+    assert list(dict.fromkeys(errors["corruption"])) == ["clean", "gaussian_noise", "fog", "saturate"]
+    assert errors[errors.corruption == "fog"]["severity"].tolist() == [1, 2, 3, 4, 5]
+
+
+def test_clean_as_tensor_and_as_clean_npy_in_root(cdir):
+    chw = torch.from_numpy(_images(LABELS, 3)).permute(0, 3, 1, 2)
+    e1 = evaluation.corruption_errors(ColourModel(), cdir, corruptions="fog",
+                                      clean=(chw, torch.tensor(LABELS)), progress=False)
+    np.save(cdir / "clean.npy", _images(LABELS, 3))  # picked up automatically, labels from labels.npy
+    e2 = evaluation.corruption_errors(ColourModel(), cdir, corruptions="fog", progress=False)
+    assert e1.iloc[0]["error"] == e2.iloc[0]["error"] == pytest.approx(50.0)
+    assert e1.equals(e2)
+
+
+def test_partial_sets_subsets_and_severity_strings(cdir):
+    errors = evaluation.corruption_errors(ColourModel(), cdir, corruptions=["fog", "snow", "gaussian_noise"],
+                                          severities="2-3", progress=False)
+    assert errors.attrs["missing"] == ["snow"]
+    assert _cells(errors) == pytest.approx(_expected(["gaussian_noise", "fog"], [2, 3]))
+    noise = evaluation.corruption_errors(ColourModel(), cdir, corruptions="noise", severities=[5],
+                                         progress=False)
+    assert set(noise["corruption"]) == {"gaussian_noise"}  # the family, restricted to the files present
+    with pytest.raises(ValueError, match="none of the requested corruptions"):
+        evaluation.corruption_errors(ColourModel(), cdir, corruptions="blur", progress=False)
+
+
+def test_streams_from_memory_maps_one_batch_at_a_time(cdir, monkeypatch):
+    """Every np.load is a read-only memory map, and only batch-sized slices of the files are read."""
+    real_load, calls, slices = np.load, [], []
+
+    class Spy:  # stands in for the memmap: records every row range read
+        def __init__(self, array):
+            self.array, self.shape, self.dtype, self.ndim = array, array.shape, array.dtype, array.ndim
+
+        def __getitem__(self, key):
+            assert isinstance(key, slice)
+            slices.append(len(range(*key.indices(self.shape[0]))))
+            return self.array[key]
+
+    def spy_load(path, *args, **kwargs):
+        calls.append(kwargs.get("mmap_mode"))
+        array = real_load(path, *args, **kwargs)
+        assert isinstance(array, np.memmap)
+        return array if str(path).endswith("labels.npy") else Spy(array)
+
+    monkeypatch.setattr(corrupted.np, "load", spy_load)
+    errors = evaluation.corruption_errors(ColourModel(), cdir, batch_size=4, progress=False)
+    assert calls and set(calls) == {"r"}
+    assert slices and max(slices) <= 4 and sum(slices) == len(NAMES) * 5 * N  # each row read exactly once
+    assert _cells(errors) == pytest.approx(_expected())
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("truncated", r"fog\.npy is truncated"),
+    ("shape", r"fog\.npy has uint8 \(30, 8, 8\)"),
+    ("rows", r"fog\.npy has uint8 \(25, 8, 8, 3\), expected uint8 \(30, H, W, 3\)"),
+    ("labels_length", r"labels\.npy has 29 labels, not a multiple"),
+    ("labels_differ", r"labels\.npy: the labels of severity block 3 differ"),
+    ("no_labels", r"labels\.npy is missing"),
+    ("empty", r"holds no corruption data"),
+])
+def test_bad_c_sets_raise_errors_naming_the_file(cdir, damage, message):
+    fog = cdir / "fog.npy"
+    if damage == "truncated":
+        fog.write_bytes(fog.read_bytes()[:-100])
+    elif damage == "shape":
+        np.save(fog, np.zeros((5 * N, SIZE, SIZE), np.uint8))
+    elif damage == "rows":
+        np.save(fog, np.zeros((5 * N - 5, SIZE, SIZE, 3), np.uint8))
+    elif damage == "labels_length":
+        np.save(cdir / "labels.npy", np.zeros(5 * N - 1, np.uint8))
+    elif damage == "labels_differ":
+        labels = np.tile(LABELS, 5)
+        labels[2 * N] = (labels[2 * N] + 1) % 3
+        np.save(cdir / "labels.npy", labels)
+    elif damage == "no_labels":
+        (cdir / "labels.npy").unlink()
+    elif damage == "empty":
+        for p in cdir.iterdir():
+            p.unlink()
+    with pytest.raises(ValueError, match=message):
+        evaluation.corruption_errors(ColourModel(), cdir, progress=False)
+
+
+def test_clean_labels_must_match_the_c_set(cdir):
+    with pytest.raises(ValueError, match="clean labels differ"):
+        evaluation.corruption_errors(ColourModel(), cdir, clean=(_images(LABELS, 0), LABELS[::-1].copy()),
+                                     progress=False)
+
+
+def test_imagenet_c_style_folders(tmp_path):
+    from PIL import Image
+
+    root, classes = tmp_path / "IN-C", ["n01", "n02", "n03"]
+    expected = {}
+    for ci, name in enumerate(["gaussian_noise", "fog"]):
+        for s in (1, 2):
+            images = _images(LABELS, _wrong(ci, s))
+            for i, (img, label) in enumerate(zip(images, LABELS, strict=True)):
+                folder = root / name / str(s) / classes[label]
+                folder.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(img).save(folder / f"{i}.png")
+            expected[name, s] = 100.0 * _wrong(ci, s) / N
+    clean = tmp_path / "val"
+    for i, (img, label) in enumerate(zip(_images(LABELS, 1), LABELS, strict=True)):
+        (clean / classes[label]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(clean / classes[label] / f"{i}.png")
+    errors = evaluation.corruption_errors(ColourModel(), root, batch_size=4, clean=clean, progress=False)
+    assert _cells(errors) == pytest.approx(expected)
+    assert errors.iloc[0]["error"] == pytest.approx(100 / 6)
+
+
+# ---- mce --------------------------------------------------------------------------------------------
+
+def _table(rows):
+    return pd.DataFrame(rows, columns=["corruption", "severity", "error"])
+
+
+MODEL = _table([("clean", 0, 10), ("gaussian_noise", 1, 20), ("gaussian_noise", 2, 30), ("fog", 1, 40),
+                ("fog", 2, 50), ("saturate", 1, 60)])
+BASE = _table([("clean", 0, 20), ("gaussian_noise", 1, 40), ("gaussian_noise", 2, 40), ("fog", 1, 50),
+               ("fog", 2, 70), ("saturate", 1, 80)])
+
+
+def test_mce_matches_a_hand_computation():
+    out = evaluation.mce(MODEL, baseline=BASE, seen=["fog"])
+    assert out["mce"] == pytest.approx((20 + 30 + 40 + 50) / 4)          # benchmark corruptions only
+    assert out["mean_extra"] == pytest.approx(60)
+    assert out["mean_all"] == pytest.approx((20 + 30 + 40 + 50 + 60) / 5)
+    assert out["families"] == pytest.approx({"noise": 25, "weather": 45, "extra": 60})
+    assert out["severity_means"] == pytest.approx({1: 40, 2: 40})
+    assert out["clean_error"] == 10 and out["complete"] is False
+    assert "shot_noise" in out["missing"] and "fog" not in out["missing"]
+    # normalised CE: sum_s E / sum_s E_base
+    assert out["ce"] == pytest.approx({"gaussian_noise": 100 * 50 / 80, "fog": 100 * 90 / 120,
+                                       "saturate": 100 * 60 / 80})
+    assert out["normalized_mce"] == pytest.approx((62.5 + 75) / 2)       # over benchmark corruptions
+    # relative CE: sum_s (E - E_clean) / sum_s (E_base - E_base_clean)
+    assert out["relative_ce"]["gaussian_noise"] == pytest.approx(100 * (10 + 20) / (20 + 20))
+    assert out["relative_ce"]["fog"] == pytest.approx(100 * (30 + 40) / (30 + 50))
+    assert out["relative_mce"] == pytest.approx((75 + 87.5) / 2)
+    assert out["seen"] == ["fog"] and out["seen_mean"] == pytest.approx(45)
+    assert out["unseen_mean"] == pytest.approx((20 + 30 + 60) / 3)
+
+
+def test_mce_partial_baseline_uses_common_cells_and_nan_without_clean():
+    out = evaluation.mce(MODEL[MODEL.corruption != "clean"], baseline=BASE[~((BASE.corruption == "fog") &
+                                                                             (BASE.severity == 2))])
+    assert out["ce"]["fog"] == pytest.approx(100 * 40 / 50)             # only severity 1 in both
+    assert math.isnan(out["clean_error"]) and math.isnan(out["relative_mce"])
+    assert "seen_mean" not in out
+
+
+def test_mce_complete_benchmark():
+    from corruptions import get_corruption_names
+
+    names = get_corruption_names("common")
+    table = _table([(c, s, 10 * i + s) for i, c in enumerate(names) for s in range(1, 6)])
+    out = evaluation.mce(table)
+    assert out["complete"] is True and out["missing"] == get_corruption_names("extra")
+    assert out["mce"] == pytest.approx(np.mean([10 * i + s for i in range(15) for s in range(1, 6)]))
+    assert math.isnan(out["mean_extra"])
+    assert evaluation.mce(table.iloc[:-1])["complete"] is False
+    with pytest.raises(ValueError, match="duplicate"):
+        evaluation.mce(pd.concat([table, table.iloc[:1]]))
+
+
+# ---- reports and the CLI ----------------------------------------------------------------------------
+
+def test_write_report_files_and_baseline_from_disk(tmp_path):
+    base_dir = tmp_path / "base"
+    evaluation.write_report(BASE, base_dir)
+    summary = evaluation.write_report(MODEL, tmp_path / "rep", baseline=base_dir, seen=["fog"], title="T")
+    for name in ("errors.csv", "accuracy.csv", "report.csv", "summary.json", "report.md", "report.png"):
+        assert (tmp_path / "rep" / name).is_file(), name
+    on_disk = json.loads((tmp_path / "rep" / "summary.json").read_text())
+    assert on_disk["normalized_mce"] == pytest.approx(summary["normalized_mce"]) == pytest.approx(68.75)
+    assert on_disk["mean_extra"] == 60 and on_disk["title"] == "T"
+    acc = pd.read_csv(tmp_path / "rep" / "accuracy.csv")
+    assert acc["accuracy"].tolist() == pytest.approx((100 - MODEL["error"]).tolist())
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| fog | weather | 40.00 | 50.00 |" in md and "68.75" in md
+    assert not list((tmp_path / "rep").glob("*.tmp"))
+
+
+def test_write_report_without_matplotlib_skips_the_png(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
+    with pytest.warns(UserWarning, match="matplotlib"):
+        evaluation.write_report(MODEL, tmp_path)
+    assert (tmp_path / "report.md").is_file() and not (tmp_path / "report.png").exists()
+
+
+def _export(path, **meta):
+    _register_colour_model()
+    save_model(path, ColourModel(), model_name="test_colour", num_classes=3, mean=[0, 0, 0], std=[1, 1, 1],
+               meta=meta)
+    return path
+
+
+def test_cli_eval_writes_the_report(cdir, tmp_path, capsys):
+    np.save(cdir / "clean.npy", _images(LABELS, 1))
+    ckpt = _export(tmp_path / "m.pt", seen_corruptions=["fog"])
+    out = tmp_path / "report"
+    assert main(["eval", "--checkpoint", str(ckpt), "--data-root", str(cdir), "--out", str(out),
+                 "--device", "cpu", "--no-progress", "--batch-size", "5"]) == 0
+    assert "mCE (15 benchmark corruptions, unnormalised)" in capsys.readouterr().out
+    errors = pd.read_csv(out / "errors.csv")
+    assert _cells(errors) == pytest.approx(_expected(), abs=1e-4)  # the CSV keeps 4 decimals
+    summary = json.loads((out / "summary.json").read_text())
+    exp = _expected()
+    assert summary["mce"] == pytest.approx(np.mean([exp[c, s] for c in ("gaussian_noise", "fog")
+                                                    for s in range(1, 6)]))
+    assert summary["clean_error"] == pytest.approx(100 / 6) and summary["seen"] == ["fog"]
+    # the same model as its own baseline: normalised mCE is exactly 100 %
+    assert main(["eval", "--checkpoint", str(ckpt), "--data-root", str(cdir), "--out", str(tmp_path / "r2"),
+                 "--baseline", str(out / "errors.csv"), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "r2" / "summary.json").read_text())["normalized_mce"] == pytest.approx(100)
+
+
+@pytest.mark.parametrize("problem", ["bad_checkpoint", "truncated_file", "labels_differ", "empty_dir",
+                                     "bad_baseline"])
+def test_cli_eval_failures_exit_2_and_leave_reports_untouched(cdir, tmp_path, capsys, problem):
+    ckpt = _export(tmp_path / "m.pt")
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "report.md").write_text("previous report")
+    (out / "errors.csv").write_text("previous errors")
+    args = ["eval", "--checkpoint", str(ckpt), "--data-root", str(cdir), "--out", str(out), "--no-progress"]
+    if problem == "bad_checkpoint":
+        torch.save({"model": ColourModel().state_dict(), "optimizer": {}}, ckpt)
+        expected = "not an auxtrain model file"
+    elif problem == "truncated_file":
+        (cdir / "fog.npy").write_bytes((cdir / "fog.npy").read_bytes()[:200])
+        expected = "fog.npy is truncated"
+    elif problem == "labels_differ":
+        np.save(cdir / "labels.npy", np.concatenate([LABELS, LABELS[::-1], LABELS, LABELS, LABELS]))
+        expected = "labels.npy: the labels of severity block 2 differ"
+    elif problem == "empty_dir":
+        args[4] = str(tmp_path / "empty")
+        (tmp_path / "empty").mkdir()
+        expected = "holds no corruption"
+    else:
+        args += ["--baseline", str(tmp_path / "nowhere")]
+        expected = "nowhere"
+    assert main(args) == 2
+    assert expected in capsys.readouterr().err
+    assert (out / "report.md").read_text() == "previous report"
+    assert (out / "errors.csv").read_text() == "previous errors"
+    assert sorted(p.name for p in out.iterdir()) == ["errors.csv", "report.md"]
+
+
+def test_generate_corrupted_testset_is_cached_and_evaluated(tmp_path):
+    pytest.importorskip("corruptions.make_c")
+    images = torch.from_numpy(np.concatenate([_images(LABELS, 0)] * 2)).permute(0, 3, 1, 2)  # (12, 3, 8, 8)
+    labels = np.concatenate([LABELS, LABELS])
+    root = evaluation.generate_corrupted_testset(images, labels, tmp_path / "gen", names="contrast",
+                                                 severities="1,5", seed=0, progress=False)
+    files = {p.name: p.stat().st_mtime_ns for p in root.iterdir()}
+    assert {"contrast.npy", "labels.npy", "clean.npy"} <= set(files)
+    again = evaluation.generate_corrupted_testset(images, labels, root, names="contrast", severities="1,5",
+                                                  seed=0, progress=False)
+    assert {p.name: p.stat().st_mtime_ns for p in again.iterdir()} == files  # cached: nothing rewritten
+    errors = evaluation.corruption_errors(ColourModel(), root, progress=False)
+    assert errors["corruption"].tolist() == ["clean", "contrast", "contrast"]
+    assert errors["severity"].tolist() == [0, 1, 5] and errors.iloc[0]["error"] == 0
