@@ -108,28 +108,47 @@ def _pil_box_resize(u: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return u
 
 
-def _nearest_up(u: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    rows = ((torch.arange(height, dtype=torch.float64) + 0.5) * (u.shape[-2] / height)).floor().long()
-    cols = ((torch.arange(width, dtype=torch.float64) + 0.5) * (u.shape[-1] / width)).floor().long()
-    return u.index_select(-2, rows.to(u.device)).index_select(-1, cols.to(u.device))
+def _upscale_indices(in_size: int, out_size: int, incremental: bool) -> torch.Tensor:
+    """Source index of each output pixel when PIL upscales ``in_size`` -> ``out_size``.
+
+    ``Image.BOX`` computes floor((i + 0.5) * in / out) in double precision; ``Image.NEAREST``
+    reaches the same positions by adding in / out step by step (an affine transform), whose
+    round-off sends a few exact ties (e.g. 28 -> 70 px) to the other side.
+    """
+    scale = in_size / out_size
+    i = np.arange(out_size)
+    if incremental:
+        steps = np.full(out_size, scale)
+        steps[0] = scale * 0.5
+        index = np.floor(np.cumsum(steps)).astype(np.int64)  # sequential float64 sums, like PIL
+    else:
+        index = np.floor((i + 0.5) * scale).astype(np.int64)
+    return torch.from_numpy(np.clip(index, 0, in_size - 1))
+
+
+def _upscale(u: torch.Tensor, height: int, width: int, incremental: bool) -> torch.Tensor:
+    rows = _upscale_indices(u.shape[-2], height, incremental).to(u.device)
+    cols = _upscale_indices(u.shape[-1], width, incremental).to(u.device)
+    return u.index_select(-2, rows).index_select(-1, cols)
 
 
 @register(
     "pixelate",
-    cifar=(0.95, 0.9, 0.85, 0.75, 0.65),
-    imagenet=(0.6, 0.5, 0.4, 0.3, 0.25),
+    # (scale factor, upscaling filter: 0 = PIL BOX as make_cifar_c.py, 1 = PIL NEAREST as ImageNet-C)
+    cifar=((0.95, 0), (0.9, 0), (0.85, 0), (0.75, 0), (0.65, 0)),
+    imagenet=((0.6, 1), (0.5, 1), (0.4, 1), (0.3, 1), (0.25, 1)),
+    interpolation=("auto", "nearest"),
     deterministic=True,
 )
 def pixelate_tensor(x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
-    """Box-downscale by c (to int(W c) x int(H c)), then upscale back, as PIL's BOX resize does.
+    """Box-downscale by c (to int(W c) x int(H c)), then upscale back to H x W, as PIL does.
 
-    The upscale of PIL's BOX filter is nearest neighbour, the same as ImageNet-C's NEAREST.
+    Upscaling with PIL's BOX filter (CIFAR-C) is nearest neighbour; ImageNet-C's NEAREST picks the
+    same pixels except at a few exact ties, which the second parameter reproduces.
     """
-    (c,) = params
+    c, nearest = params
     height, width = x.shape[-2:]
     small_h, small_w = max(int(height * c), 1), max(int(width * c), 1)
     u = _to_uint8(x).to(torch.float32)
     small = _pil_box_resize(u, small_h, small_w)
-    out = _nearest_up(small, height, width)
-    return out.div_(255.0)
-
+    return _upscale(small, height, width, incremental=bool(nearest)).div_(255.0)
