@@ -1,0 +1,8 @@
+"""Reusable layers: selective (multi-domain) batch normalization and its model converters."""
+
+from auxtrain.nn.convert import convert_selective_bn as convert_selective_bn
+from auxtrain.nn.convert import revert_selective_bn as revert_selective_bn
+from auxtrain.nn.selective_bn import SelectiveBatchNorm2d as SelectiveBatchNorm2d
+from auxtrain.nn.selective_bn import route_domains as route_domains
+
+__all__ = ["SelectiveBatchNorm2d", "convert_selective_bn", "revert_selective_bn", "route_domains"]

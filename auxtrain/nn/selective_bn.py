@@ -1,0 +1,366 @@
+"""Selective batch normalization: one BatchNorm2d whose batch holds several domains.
+
+Auxiliary training (Zhang et al., CVPR 2020) runs a clean batch and K corrupted views of it through
+one network. Plain batch norm would pool the statistics of all views; ``SelectiveBatchNorm2d``
+normalises each domain's samples with that domain's own batch statistics while the affine weight
+and bias stay shared (they receive gradients from every domain). It generalises timm's
+``SplitBatchNorm2d`` (AdvProp's auxiliary BN) and the record/restore trick of the authors' code.
+
+The layer is a subclass of :class:`torch.nn.BatchNorm2d`: the clean (domain 0) statistics and the
+affine parameters keep BatchNorm2d's state_dict keys, so plain checkpoints load into it and back.
+Which sample belongs to which domain is set from outside with :func:`route_domains`; outside a
+route the layer *is* BatchNorm2d.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["SelectiveBatchNorm2d", "route_domains"]
+
+_RUNNING_STATS = ("clean", "per_domain")
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+class _Route:
+    """The routing of one batch: consecutive chunk sizes, or a per-sample domain index.
+
+    For index routing the samples are sorted by domain once here (stable), so every layer reuses
+    the permutation and the per-domain counts without a device sync.
+    """
+
+    __slots__ = ("sizes", "index", "perm", "inv_perm")
+
+    def __init__(self, sizes: Sequence[int] | None, index: Tensor | None) -> None:
+        if (sizes is None) == (index is None):
+            raise ValueError(
+                "route_domains needs exactly one of sizes= (consecutive chunk sizes, e.g. sizes=[64, 64]) "
+                f"or index= (a per-sample tensor of domain ids); got sizes={sizes!r}, "
+                f"index={'None' if index is None else 'a tensor'}"
+            )
+        self.index = self.perm = self.inv_perm = None
+        if sizes is not None:
+            if isinstance(sizes, Tensor):
+                sizes = sizes.tolist()
+            try:
+                sizes = tuple(int(s) for s in sizes)
+            except (TypeError, ValueError):
+                raise TypeError(f"sizes must be a sequence of ints, got {sizes!r}") from None
+            if not sizes or min(sizes) < 0:
+                raise ValueError(
+                    f"sizes must be a non-empty sequence of non-negative ints, got {list(sizes)}"
+                )
+            self.sizes = sizes
+            return
+        if not isinstance(index, Tensor):
+            raise TypeError(
+                f"index must be a 1-D integer torch.Tensor of domain ids, got {type(index).__name__}"
+            )
+        dtype = index.dtype
+        if index.dim() != 1 or dtype.is_floating_point or dtype.is_complex or dtype == torch.bool:
+            raise ValueError(
+                f"index must be a 1-D integer tensor (one domain id per sample), got shape "
+                f"{tuple(index.shape)} and dtype {index.dtype}"
+            )
+        index = index.long()
+        if index.numel() and int(index.min()) < 0:
+            raise ValueError(f"index holds a negative domain id ({int(index.min())}); domain ids start at 0")
+        counts = torch.bincount(index) if index.numel() else index.new_zeros(1)
+        self.sizes = tuple(int(c) for c in counts.tolist())
+        self.index = index
+        self.perm = torch.argsort(index, stable=True)
+        self.inv_perm = torch.argsort(self.perm)
+
+
+class SelectiveBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d over a batch made of ``num_domains`` domains (domain 0 = clean).
+
+    Training, inside :func:`route_domains`: each domain's samples are normalised with that
+    domain's own batch mean and (biased) variance; the affine ``weight`` and ``bias`` are shared.
+    Running statistics (unbiased variance, ``momentum`` or the cumulative average for
+    ``momentum=None``, exactly as BatchNorm2d) are updated from domain 0 only
+    (``running_stats="clean"``, the method's default), or one set per domain
+    (``running_stats="per_domain"``, AdvProp style; domains 1.. live in the extra buffers
+    ``domain_running_mean``, ``domain_running_var`` and ``domain_num_batches_tracked``).
+
+    Eval: domain 0's running statistics, i.e. plain BatchNorm2d; in ``per_domain`` mode, inside a
+    route, each sample uses its own domain's running statistics. Outside any route the layer is
+    exactly ``nn.BatchNorm2d``. Equal chunk sizes take a vectorised path (no Python loop over
+    domains); low-precision inputs (float16/bfloat16, e.g. under autocast) are normalised with
+    float32 statistics and returned in their own dtype.
+
+    Under DistributedDataParallel the statistics are per process, as with BatchNorm2d (this is not
+    a SyncBatchNorm). ``nn.DataParallel`` splits the batch across replicas and cannot be routed;
+    use DDP.
+
+    Args:
+        num_features: number of channels C of the (N, C, H, W) input.
+        num_domains: number of domains D a route may use (ids 0..D-1).
+        eps, momentum, affine, device, dtype: as for :class:`torch.nn.BatchNorm2d`.
+        running_stats: ``"clean"`` or ``"per_domain"``.
+        track_running_stats: as for BatchNorm2d; ``False`` always normalises with batch
+            statistics and cannot be combined with ``running_stats="per_domain"``.
+
+    Example::
+
+        bn = SelectiveBatchNorm2d(64, num_domains=3)
+        with route_domains(bn, sizes=[32, 32, 32]):
+            y = bn(torch.randn(96, 64, 8, 8))
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        num_domains: int = 2,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        running_stats: str = "clean",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        track_running_stats: bool = True,
+    ) -> None:
+        if isinstance(num_domains, bool) or not isinstance(num_domains, int) or num_domains < 1:
+            raise ValueError(
+                f"num_domains must be a positive int (clean domain + views), got {num_domains!r}"
+            )
+        if running_stats not in _RUNNING_STATS:
+            raise ValueError(f"running_stats must be one of {_RUNNING_STATS}, got {running_stats!r}")
+        if running_stats == "per_domain" and not track_running_stats:
+            raise ValueError(
+                "running_stats='per_domain' keeps running statistics per domain and needs "
+                "track_running_stats=True; use running_stats='clean' with track_running_stats=False"
+            )
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype)
+        self.num_domains = num_domains
+        self.running_stats = running_stats
+        self._route: _Route | None = None
+        if running_stats == "per_domain":
+            factory = {"device": device, "dtype": dtype}
+            extra = num_domains - 1
+            self.register_buffer("domain_running_mean", torch.zeros(extra, num_features, **factory))
+            self.register_buffer("domain_running_var", torch.ones(extra, num_features, **factory))
+            self.register_buffer(
+                "domain_num_batches_tracked", torch.zeros(extra, dtype=torch.long, device=device)
+            )
+
+    @property
+    def per_domain(self) -> bool:
+        return self.running_stats == "per_domain"
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, num_domains={self.num_domains}, running_stats={self.running_stats!r}"
+
+    def reset_running_stats(self) -> None:
+        super().reset_running_stats()
+        if getattr(self, "running_stats", None) == "per_domain":
+            self.domain_running_mean.zero_()
+            self.domain_running_var.fill_(1)
+            self.domain_num_batches_tracked.zero_()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs) -> None:
+        # A plain BatchNorm2d checkpoint has no per-domain statistics: start them from the clean ones.
+        if self.running_stats == "per_domain" and prefix + "running_mean" in state_dict:
+            extra = self.num_domains - 1
+            for name in ("running_mean", "running_var"):
+                if prefix + "domain_" + name not in state_dict:
+                    clean = state_dict[prefix + name].detach().reshape(1, -1)
+                    state_dict[prefix + "domain_" + name] = clean.repeat(extra, 1)
+            if prefix + "domain_num_batches_tracked" not in state_dict:
+                state_dict[prefix + "domain_num_batches_tracked"] = torch.zeros(extra, dtype=torch.long)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, input: Tensor) -> Tensor:
+        route = self._route
+        if route is None:
+            return super().forward(input)
+        self._check_input_dim(input)
+        sizes = self._check_route(route, input)
+        use_batch_stats = self.training or self.running_mean is None
+        if len(sizes) == 1 or not (use_batch_stats or self.per_domain):
+            return super().forward(input)  # one domain, or eval with the clean statistics
+        x = input if route.index is None else input.index_select(0, route.perm.to(input.device))
+        if use_batch_stats:
+            y = self._forward_batch_stats(x, sizes)
+        else:
+            y = self._forward_domain_running(x, sizes)
+        if route.index is not None:
+            y = y.index_select(0, route.inv_perm.to(y.device))
+        if not input.is_contiguous() and input.is_contiguous(memory_format=torch.channels_last):
+            y = y.contiguous(memory_format=torch.channels_last)
+        return y
+
+    def _check_route(self, route: _Route, input: Tensor) -> tuple[int, ...]:
+        sizes = route.sizes
+        n = input.shape[0]
+        if route.index is not None:
+            if route.index.numel() != n:
+                raise ValueError(
+                    f"route index has {route.index.numel()} entries but the batch reaching "
+                    f"{type(self).__name__} has {n} samples; pass one domain id per sample"
+                )
+        elif sum(sizes) != n:
+            raise ValueError(
+                f"route sizes {list(sizes)} sum to {sum(sizes)} but the batch reaching "
+                f"{type(self).__name__} has {n} samples; the sizes must add up to the batch size"
+            )
+        if len(sizes) > self.num_domains:
+            what = "domain id" if route.index is not None else "number of chunks"
+            raise ValueError(
+                f"route uses {len(sizes)} domains ({what} out of range) but this layer has "
+                f"num_domains={self.num_domains}; convert with num_domains >= {len(sizes)}"
+            )
+        if self.training:
+            spatial = input.shape[2] * input.shape[3]
+            for d, size in enumerate(sizes):
+                if size * spatial == 1:
+                    raise ValueError(
+                        f"domain {d} has a single value per channel (1 sample of {input.shape[2]}x"
+                        f"{input.shape[3]}) in training; batch statistics need more than one value: "
+                        "use more samples per domain"
+                    )
+        return sizes
+
+    def _factor(self, num_batches_tracked: Tensor, dtype: torch.dtype) -> Tensor | float:
+        """The running-average weight after ``num_batches_tracked`` was incremented (as BatchNorm2d)."""
+        if self.momentum is None:
+            return num_batches_tracked.to(dtype).reciprocal()
+        return self.momentum
+
+    def _normalize(self, x: Tensor, num: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Normalise ``num`` equal consecutive chunks of x with their own statistics.
+
+        Returns the output and the per-chunk mean and biased variance, both (num, C).
+        """
+        c = x.shape[1]
+        xs = x.float() if x.dtype in _LOW_PRECISION else x
+        xv = xs.unflatten(0, (num, x.shape[0] // num))
+        var, mean = torch.var_mean(xv, dim=(1, 3, 4), correction=0, keepdim=True)
+        scale = torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            scale = scale * self.weight.to(scale.dtype).view(1, 1, c, 1, 1)
+        shift = -mean * scale
+        if self.bias is not None:
+            shift = shift + self.bias.to(scale.dtype).view(1, 1, c, 1, 1)
+        y = torch.addcmul(shift, xv, scale).flatten(0, 1)
+        return y.to(x.dtype), mean.view(num, c), var.view(num, c)
+
+    def _forward_batch_stats(self, x: Tensor, sizes: tuple[int, ...]) -> Tensor:
+        num = len(sizes)
+        spatial = x.shape[2] * x.shape[3]
+        update = self.training and self.track_running_stats
+        if min(sizes) > 0 and max(sizes) == min(sizes):
+            y, mean, var = self._normalize(x, num)
+            if update:
+                self._update_running(mean.detach(), var.detach(), sizes[0] * spatial, num)
+            return y
+        outs = []
+        for d, chunk in enumerate(x.split(list(sizes))):
+            if sizes[d] == 0:
+                continue
+            y, mean, var = self._normalize(chunk, 1)
+            outs.append(y)
+            if update:
+                self._update_running_one(d, mean[0].detach(), var[0].detach(), sizes[d] * spatial)
+        return torch.cat(outs)
+
+    @torch.no_grad()
+    def _update_running(self, mean: Tensor, var: Tensor, count: int, num: int) -> None:
+        """Update the running statistics from ``num`` domains that each had ``count`` values per channel."""
+        unbiased = var * (count / (count - 1))
+        self._update_running_one(0, mean[0], var[0], count, unbiased[0])
+        if self.per_domain and num > 1:
+            tracked = self.domain_num_batches_tracked[: num - 1]
+            tracked.add_(1)
+            rm, rv = self.domain_running_mean[: num - 1], self.domain_running_var[: num - 1]
+            factor = self._factor(tracked, rm.dtype)
+            if isinstance(factor, Tensor):
+                factor = factor.unsqueeze(1)
+            rm.lerp_(mean[1:].to(rm.dtype), factor)
+            rv.lerp_(unbiased[1:].to(rv.dtype), factor)
+
+    @torch.no_grad()
+    def _update_running_one(self, d: int, mean: Tensor, var: Tensor, count: int,
+                            unbiased: Tensor | None = None) -> None:
+        if unbiased is None:
+            unbiased = var * (count / (count - 1))
+        if d == 0:
+            rm, rv, tracked = self.running_mean, self.running_var, self.num_batches_tracked
+        elif self.per_domain:
+            rm, rv = self.domain_running_mean[d - 1], self.domain_running_var[d - 1]
+            tracked = self.domain_num_batches_tracked[d - 1]
+        else:
+            return
+        tracked.add_(1)
+        factor = self._factor(tracked, rm.dtype)
+        rm.lerp_(mean.to(rm.dtype), factor)
+        rv.lerp_(unbiased.to(rv.dtype), factor)
+
+    def _forward_domain_running(self, x: Tensor, sizes: tuple[int, ...]) -> Tensor:
+        """Eval in per_domain mode: each chunk uses its own domain's running statistics."""
+        num, c = len(sizes), x.shape[1]
+        compute = torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
+        rm = torch.cat([self.running_mean.unsqueeze(0), self.domain_running_mean[: num - 1]]).to(compute)
+        rv = torch.cat([self.running_var.unsqueeze(0), self.domain_running_var[: num - 1]]).to(compute)
+        scale = torch.rsqrt(rv + self.eps)
+        if self.weight is not None:
+            scale = scale * self.weight.to(compute)
+        shift = -rm * scale
+        if self.bias is not None:
+            shift = shift + self.bias.to(compute)
+        xs = x.to(compute)
+        if min(sizes) > 0 and max(sizes) == min(sizes):
+            xv = xs.unflatten(0, (num, sizes[0]))
+            y = torch.addcmul(shift.view(num, 1, c, 1, 1), xv, scale.view(num, 1, c, 1, 1)).flatten(0, 1)
+        else:
+            counts = torch.tensor(sizes, device=x.device)
+            scale = scale.repeat_interleave(counts, dim=0, output_size=x.shape[0])
+            shift = shift.repeat_interleave(counts, dim=0, output_size=x.shape[0])
+            y = torch.addcmul(shift[:, :, None, None], xs, scale[:, :, None, None])
+        return y.to(x.dtype)
+
+
+@contextlib.contextmanager
+def route_domains(
+    module: nn.Module, sizes: Sequence[int] | None = None, index: Tensor | None = None
+) -> Iterator[None]:
+    """Route every :class:`SelectiveBatchNorm2d` inside ``module`` for the duration of a ``with`` block.
+
+    Args:
+        module: a model (or a single layer) containing SelectiveBatchNorm2d layers.
+        sizes: consecutive chunk sizes ``[n0, n1, ...]``: the first n0 samples are domain 0, the
+            next n1 domain 1, ... Equal sizes take the vectorised fast path.
+        index: alternatively, a 1-D integer tensor with one domain id per sample.
+
+    Exactly one of ``sizes`` and ``index`` must be given. On exit (also on an exception) each layer
+    gets back the routing it had before, so blocks nest; nothing is stored globally. Batch sizes
+    and domain ids are checked against each layer when it runs (ValueError).
+
+    Example::
+
+        with route_domains(model, sizes=[64, 64, 64]):   # clean batch + two corrupted views
+            logits = model(torch.cat([x, x_noise, x_blur]))
+    """
+    route = _Route(sizes, index)
+    layers = [m for m in module.modules() if isinstance(m, SelectiveBatchNorm2d)]
+    if not layers:
+        raise ValueError(
+            f"{type(module).__name__} contains no SelectiveBatchNorm2d to route; convert its batch norms "
+            "first with auxtrain.nn.convert_selective_bn(model, num_domains)"
+        )
+    previous = [(layer, layer._route) for layer in layers]
+    try:
+        for layer in layers:
+            layer._route = route
+        yield
+    finally:
+        for layer, old in previous:
+            layer._route = old
+
