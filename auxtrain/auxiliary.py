@@ -1,0 +1,249 @@
+"""AuxiliaryModel: a backbone trained with auxiliary heads on corrupted views (Zhang et al. 2020).
+
+The wrapped model's batch norms become :class:`~auxtrain.nn.SelectiveBatchNorm2d` with one domain
+per view (clean first), so the stacked batch ``[clean; view_1; ...; view_K]`` goes through the
+feature extractor in ONE pass while each view is normalised with its own statistics. The clean
+chunk feeds the model's own head (the main head); chunk j feeds auxiliary head j. Optional
+deep-supervision companions (Lee et al. 2015; Wang et al. 2015) classify the clean chunk's
+output of named stages. :meth:`AuxiliaryModel.strip` exports the plain model for inference.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+
+from auxtrain.losses import tied_parameter_pairs
+from auxtrain.nn import convert_selective_bn, revert_selective_bn, route_domains
+
+__all__ = ["AuxiliaryModel", "AttentionHead", "CompanionHead"]
+
+HEAD_TYPES = ("copy", "attention")
+
+
+class AttentionHead(nn.Module):
+    """The authors' auxiliary head: sigmoid attention gate, 1x1-3x3-1x1 bottleneck, then a classifier head.
+
+    ``x * gate(x)`` with ``gate`` = conv3x3-BN-ReLU-conv3x3-BN-sigmoid; a bottleneck (C -> C/2 -> C/2
+    -> C, BN-ReLU after each convolution, the 3x3 padded so small maps keep their size); then
+    ``head`` (pooling, any hidden layers, the final linear), which :class:`AuxiliaryModel` makes a
+    deep copy of the main head so that the final linear layers can be tied.
+
+    Args:
+        channels: channels of the unpooled feature map.
+        head: the classifier head applied to the bottleneck's output map.
+    """
+
+    def __init__(self, channels: int, head: nn.Module) -> None:
+        super().__init__()
+        mid = max(channels // 2, 1)
+        self.gate = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.Sigmoid(),
+        )
+        self.bottleneck = nn.Sequential(
+            nn.Conv2d(channels, mid, 1, bias=False),
+            nn.BatchNorm2d(mid),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(mid, mid, 3, padding=1, bias=False),
+            nn.BatchNorm2d(mid),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(mid, channels, 1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+        )
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.bottleneck(x * self.gate(x)))
+
+    def get_classifier(self) -> nn.Linear:
+        return self.head.get_classifier()
+
+
+class CompanionHead(nn.Module):
+    """Deep-supervision companion classifier: conv3x3-BN-ReLU, global average pooling, linear.
+
+    Args:
+        in_channels: channels of the stage output it reads.
+        num_classes: classes to predict.
+        hidden_channels: width of its convolution (default: ``in_channels``).
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, hidden_channels: int | None = None) -> None:
+        super().__init__()
+        hidden = hidden_channels or in_channels
+        self.conv = nn.Conv2d(in_channels, hidden, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(hidden)
+        self.relu = nn.ReLU(inplace=True)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.relu(self.bn(self.conv(x))))
+        return self.fc(torch.flatten(x, 1))
+
+
+def _companion_key(stage: str) -> str:
+    return stage.replace(".", "__")  # ModuleDict keys cannot contain dots
+
+
+class AuxiliaryModel(nn.Module):
+    """Backbone + main head + K auxiliary heads (+ optional companions), trained on stacked views.
+
+    Args:
+        model: an ``auxtrain.models`` backbone (``forward_features``, ``head``, ``forward_head``).
+            It is wrapped, not copied: its BatchNorm2d layers are converted in place.
+        num_branches: K, the number of corrupted views per image (0 = ordinary training, same code path).
+        head: ``"copy"`` (each auxiliary head is a deep copy of the main head) or ``"attention"``
+            (the authors' attention + bottleneck head on the unpooled map, see :class:`AttentionHead`).
+        running_stats: ``"clean"`` (running statistics from the clean chunk only, the authors'
+            behaviour) or ``"per_domain"``; passed to ``convert_selective_bn``.
+        companions: stage names (from ``model.stage_names``) that get a deep-supervision companion.
+        companion_channels: width of each companion's convolution (default: the stage's channels).
+
+    Training mode: ``forward(x)`` with ``x`` the stacked batch ``[clean; view_1; ...; view_K]`` of
+    ``(K + 1) * B`` images returns ``(main_logits, [aux_logits_1, ..., aux_logits_K])``, each ``B`` rows;
+    with ``return_companions=True`` also a dict ``{stage: companion_logits}`` on the clean chunk.
+    Eval mode: ``forward(x)`` takes an ordinary clean batch and returns the main logits (plain BN
+    behaviour with the clean running statistics); with ``return_companions=True`` it returns
+    ``(main_logits, [], companions)``. :meth:`forward_branches` runs the stacked pass in any mode.
+
+    Example::
+
+        model = AuxiliaryModel(create_model("resnet18", 100), num_branches=2)
+        main_logits, aux_logits = model(torch.cat([clean, noisy, blurred]))
+        plain = model.strip()  # loads into create_model("resnet18", 100)
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        num_branches: int,
+        head: str = "copy",
+        running_stats: str = "clean",
+        companions: Sequence[str] | None = None,
+        companion_channels: int | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(num_branches, bool) or not isinstance(num_branches, int) or num_branches < 0:
+            raise ValueError(f"num_branches must be an int >= 0, got {num_branches!r}")
+        if head not in HEAD_TYPES:
+            raise ValueError(f"head must be one of {HEAD_TYPES}, got {head!r}")
+        for attr in ("forward_features", "forward_head", "head"):
+            if not hasattr(model, attr):
+                raise TypeError(
+                    f"model {type(model).__name__} has no {attr!r}; wrap a backbone from "
+                    "auxtrain.models.create_model (timm-style interface with a `head` module)"
+                )
+        if isinstance(companions, str):
+            companions = [companions]
+        companions = tuple(companions or ())
+        stage_names = tuple(getattr(model, "stage_names", ()))
+        unknown = [s for s in companions if s not in stage_names]
+        if unknown:
+            raise ValueError(
+                f"companions {unknown} are not stages of {type(model).__name__}; valid: {stage_names}"
+            )
+        if companion_channels is not None and companion_channels < 1:
+            raise ValueError(f"companion_channels must be a positive int or None, got {companion_channels!r}")
+
+        self.num_branches = num_branches
+        self.head_type = head
+        self.companion_stages = companions
+        self.model = convert_selective_bn(model, num_branches + 1, running_stats=running_stats)
+        ref = next(self.model.parameters())
+        main_head = self.model.head
+        aux_heads = []
+        for _ in range(num_branches):
+            copied = copy.deepcopy(main_head)
+            aux_heads.append(copied if head == "copy" else AttentionHead(self.model.num_features, copied))
+        self.aux_heads = nn.ModuleList(aux_heads).to(device=ref.device)
+        channels = dict(zip(stage_names, getattr(model, "stage_channels", ()), strict=False))
+        self.companions = nn.ModuleDict(
+            {
+                _companion_key(s): CompanionHead(channels[s], self.model.num_classes, companion_channels)
+                for s in companions
+            }
+        ).to(device=ref.device)
+        for p in list(self.aux_heads.parameters()) + list(self.companions.parameters()):
+            p.grad = None
+
+    @property
+    def main_head(self) -> nn.Module:
+        """The wrapped model's own head (pooling + final linear): kept by :meth:`strip`."""
+        return self.model.head
+
+    @property
+    def num_classes(self) -> int:
+        return self.model.num_classes
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        return tuple(self.model.stage_names)
+
+    def get_classifier(self) -> nn.Linear:
+        """The main head's final linear layer."""
+        return self.model.get_classifier()
+
+    def tied_parameters(self) -> list[tuple[nn.Parameter, nn.Parameter]]:
+        """(main, auxiliary) parameter pairs of the weight-tying penalty, over all auxiliary heads."""
+        return [pair for aux in self.aux_heads for pair in tied_parameter_pairs(self.main_head, aux)]
+
+    def _features(self, x: torch.Tensor, with_stages: bool):
+        if with_stages and self.companion_stages:
+            return self.model.forward_stages(x, self.companion_stages)
+        return self.model.forward_features(x), {}
+
+    def _companion_logits(self, stages: dict[str, torch.Tensor], rows: int | None) -> dict[str, torch.Tensor]:
+        heads = self.companions
+        return {s: heads[_companion_key(s)](out if rows is None else out[:rows]) for s, out in stages.items()}
+
+    def forward_branches(self, x: torch.Tensor, return_companions: bool = False):
+        """The stacked pass on ``[clean; view_1; ...; view_K]`` in any mode.
+
+        Returns ``(main_logits, aux_logits)``, plus the companions dict if ``return_companions``.
+        """
+        domains = self.num_branches + 1
+        if x.shape[0] % domains:
+            raise ValueError(
+                f"batch of {x.shape[0]} images cannot be split into num_branches + 1 = {domains} equal "
+                f"chunks; stack the clean batch and its {self.num_branches} corrupted views (same size each)"
+            )
+        rows = x.shape[0] // domains
+        with route_domains(self.model, sizes=[rows] * domains):
+            features, stages = self._features(x, return_companions)
+        chunks = features.split(rows)
+        main_logits = self.model.forward_head(chunks[0])
+        aux_logits = [aux(chunk) for aux, chunk in zip(self.aux_heads, chunks[1:], strict=True)]
+        if not return_companions:
+            return main_logits, aux_logits
+        return main_logits, aux_logits, self._companion_logits(stages, rows)
+
+    def forward(self, x: torch.Tensor, return_companions: bool = False):
+        if self.training:
+            return self.forward_branches(x, return_companions)
+        features, stages = self._features(x, return_companions)
+        logits = self.model.forward_head(features)
+        if not return_companions:
+            return logits
+        return logits, [], self._companion_logits(stages, None)
+
+    def strip(self) -> nn.Module:
+        """A new plain backbone: deep copy, plain BatchNorm2d with the clean statistics, no auxiliary parts.
+
+        Its ``state_dict`` loads strictly into ``create_model(name, num_classes)`` and its eval outputs
+        equal this model's main outputs.
+        """
+        return revert_selective_bn(copy.deepcopy(self.model))
+
+    def extra_repr(self) -> str:
+        stages = self.companion_stages
+        return f"num_branches={self.num_branches}, head={self.head_type!r}, companions={stages}"

@@ -1,0 +1,183 @@
+"""AuxiliaryModel: stacked single pass, heads, companions, strip(), selective-BN statistics."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+
+from auxtrain.auxiliary import AttentionHead, AuxiliaryModel
+from auxtrain.losses import AuxiliaryLoss, self_distillation, weight_tying_penalty
+from auxtrain.models import create_model
+
+NUM_CLASSES = 10
+
+
+def _wrapped(k: int, name: str = "resnet20", seed: int = 0, **kw) -> AuxiliaryModel:
+    torch.manual_seed(seed)
+    return AuxiliaryModel(create_model(name, NUM_CLASSES), num_branches=k, **kw)
+
+
+def _stacked(k: int, b: int = 4, size: int = 16, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn((k + 1) * b, 3, size, size, generator=g)
+
+
+def _params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("k", [0, 1, 4])
+@pytest.mark.parametrize("head", ["copy", "attention"])
+def test_output_shapes(k, head):
+    model = _wrapped(k, head=head).train()
+    main, aux = model(_stacked(k, b=3))
+    assert main.shape == (3, NUM_CLASSES)
+    assert len(aux) == k and all(a.shape == (3, NUM_CLASSES) for a in aux)
+    assert len(model.aux_heads) == k
+    if head == "attention" and k:
+        assert isinstance(model.aux_heads[0], AttentionHead)
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.randn(5, 3, 16, 16))  # eval: an ordinary clean batch of any size
+    assert isinstance(out, torch.Tensor) and out.shape == (5, NUM_CLASSES)
+
+
+def test_batch_not_divisible_raises():
+    model = _wrapped(2).train()
+    with pytest.raises(ValueError, match="num_branches \\+ 1 = 3"):
+        model(torch.randn(8, 3, 16, 16))
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError, match="num_branches"):
+        AuxiliaryModel(create_model("resnet20", 10), num_branches=-1)
+    with pytest.raises(ValueError, match="head"):
+        AuxiliaryModel(create_model("resnet20", 10), num_branches=1, head="mlp")
+    with pytest.raises(ValueError, match="stages"):
+        AuxiliaryModel(create_model("resnet20", 10), num_branches=1, companions=["layer9"])
+    with pytest.raises(TypeError, match="create_model"):
+        AuxiliaryModel(nn.Sequential(nn.Conv2d(3, 4, 3)), num_branches=1)
+
+
+def test_zero_branches_is_ordinary_training():
+    torch.manual_seed(0)
+    plain = create_model("resnet20", NUM_CLASSES)
+    model = AuxiliaryModel(copy.deepcopy(plain), num_branches=0).train()
+    x = _stacked(0, b=6)
+    main, aux = model(x)
+    assert aux == []
+    torch.testing.assert_close(main, plain.train()(x), rtol=1e-5, atol=1e-5)
+
+
+def test_stacked_pass_equals_plain_model_on_clean_chunk_and_keeps_clean_stats():
+    """Selective BN: the clean chunk is normalised alone, and the running statistics come from it only."""
+    torch.manual_seed(0)
+    plain = create_model("resnet20", NUM_CLASSES).train()
+    model = AuxiliaryModel(copy.deepcopy(plain), num_branches=2).train()
+    x = _stacked(2, b=4)
+    x[4:] = x[4:] * 5.0 + 3.0  # corrupted chunks with very different statistics
+    for _ in range(2):
+        main, _ = model(x)
+        ref = plain(x[:4])
+    torch.testing.assert_close(main, ref, rtol=1e-4, atol=1e-5)
+    stripped = model.strip()
+    for (name, a), b in zip(stripped.state_dict().items(), plain.state_dict().values(), strict=True):
+        if "running" in name:
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_strip_equals_main_output_and_loads_into_plain_model():
+    model = _wrapped(2, companions=["layer2"], head="attention").train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    target = torch.randint(0, NUM_CLASSES, (4,))
+    loss_fn = AuxiliaryLoss(companion_decay=False)
+    for _ in range(2):  # move weights and running statistics away from their initial values
+        main, aux, comps = model(_stacked(2), return_companions=True)
+        loss, _ = loss_fn(main, aux, target, stage_two=True, companions=comps,
+                          main_head=model.main_head, aux_heads=model.aux_heads)  # fmt: skip
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    stripped = model.strip().eval()
+    assert not any(type(m).__name__.startswith("Selective") for m in stripped.modules())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in stripped.modules()) > 0
+    fresh = create_model("resnet20", NUM_CLASSES)
+    assert _params(stripped) == _params(fresh)
+    fresh.load_state_dict(stripped.state_dict(), strict=True)
+    fresh.eval()
+    x = torch.randn(6, 3, 16, 16)
+    with torch.no_grad():
+        expected = model(x)
+        torch.testing.assert_close(stripped(x), expected, rtol=0, atol=1e-6)
+        torch.testing.assert_close(fresh(x), expected, rtol=0, atol=1e-6)
+    assert stripped is not model.model
+
+
+def test_distillation_gradient_reaches_aux_head_and_extractor_not_main_head():
+    model = _wrapped(1).train()
+    main, (aux,) = model(_stacked(1))
+    self_distillation(aux, main).backward()
+    main_grads = [p.grad for p in model.main_head.parameters()]
+    assert all(g is None or g.abs().sum() == 0 for g in main_grads)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.aux_heads[0].parameters())
+    assert model.model.conv1.weight.grad.abs().sum() > 0
+
+
+def test_weight_tying_penalty_on_wrapped_heads():
+    model = _wrapped(3)
+    assert weight_tying_penalty(model.main_head, model.aux_heads).item() == 0.0
+    assert len(model.tied_parameters()) == 3 * len(list(model.main_head.parameters()))
+    with torch.no_grad():
+        model.aux_heads[1].fc.weight.add_(0.1)
+    first = weight_tying_penalty(model.main_head, model.aux_heads).item()
+    with torch.no_grad():
+        model.aux_heads[1].fc.weight.add_(0.1)
+    assert 0 < first < weight_tying_penalty(model.main_head, model.aux_heads).item()
+
+
+def test_attention_heads_tie_only_the_final_linear():
+    model = _wrapped(2, head="attention")
+    pairs = model.tied_parameters()
+    assert len(pairs) == 4  # weight and bias of each head's final linear
+    fcs = {id(p) for head in model.aux_heads for p in head.get_classifier().parameters()}
+    assert all(id(q) in fcs for _, q in pairs)
+    assert weight_tying_penalty(model.main_head, model.aux_heads).item() == 0.0
+
+
+def test_companions_on_clean_chunk_and_removed_by_strip():
+    model = _wrapped(2, companions=["layer1", "layer2"], companion_channels=8).train()
+    assert _params(model.strip()) == _params(create_model("resnet20", NUM_CLASSES))
+    main, aux, comps = model(_stacked(2, b=3), return_companions=True)
+    assert set(comps) == {"layer1", "layer2"}
+    assert all(c.shape == (3, NUM_CLASSES) for c in comps.values())
+    comps["layer1"].sum().backward()
+    assert model.model.layer1[0].conv1.weight.grad.abs().sum() > 0
+    assert model.model.layer3[0].conv1.weight.grad is None  # only the layers below the stage
+    model.eval()
+    with torch.no_grad():
+        logits, aux_eval, comps_eval = model(torch.randn(2, 3, 16, 16), return_companions=True)
+    assert aux_eval == [] and comps_eval["layer2"].shape == (2, NUM_CLASSES)
+
+
+def test_channels_last_and_autocast():
+    model = _wrapped(2).train().to(memory_format=torch.channels_last)
+    x = _stacked(2, b=2).to(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        main, aux = model(x)
+    assert main.shape == (2, NUM_CLASSES) and len(aux) == 2
+    (main.float().sum() + sum(a.float().sum() for a in aux)).backward()
+    assert model.model.conv1.weight.grad is not None
+
+
+def test_torchvision_backbone_can_be_wrapped():
+    torch.manual_seed(0)
+    backbone = create_model("tv_mobilenet_v3_small", 4)
+    model = AuxiliaryModel(backbone, num_branches=1, companions=[backbone.stage_names[1]]).train()
+    main, aux, comps = model(torch.randn(4, 3, 64, 64), return_companions=True)
+    assert main.shape == (2, 4) and aux[0].shape == (2, 4) and len(comps) == 1
+    stripped = model.strip()
+    create_model("tv_mobilenet_v3_small", 4).load_state_dict(stripped.state_dict(), strict=True)
