@@ -131,9 +131,12 @@ def _frost_bank(scale: float, min_h: int, min_w: int, device: str):
     return bank.to(device), sizes
 
 
-def _frost_draws(n: int, h: int, w: int, sizes: torch.Tensor, generator, device):
-    """Per image: texture index randint(5), then crop corner randint(0, th - h), randint(0, tw - w)."""
-    idx = _randint(generator, 0, len(_FROST_FILES), (n,), "cpu")
+def _frost_draws(n: int, h: int, w: int, sizes: torch.Tensor, generator, device, idx=None):
+    """Per image: texture index randint(5) (unless ``idx`` is given), then the crop corner
+    randint(0, th - h), randint(0, tw - w) inside that texture."""
+    if idx is None:
+        idx = _randint(generator, 0, len(_FROST_FILES), (n,), "cpu")
+    idx = idx.cpu()
     u = _rand(generator, (n, 2), "cpu", torch.float64)
     span = (sizes[idx] - torch.tensor([h, w])).clamp(min=1)
     start = torch.minimum(torch.floor(u * span).long(), span - 1)

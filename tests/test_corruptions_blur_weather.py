@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+import corruptions
 from corruptions import blur, geometric, weather
 from corruptions._registry import get_spec
 
@@ -340,16 +341,15 @@ def test_spatter_opencv_steps_match_opencv():
 
 
 @pytest.mark.parametrize("name", MINE)
-def test_contract_shape_dtype_change_monotone(name):
-    spec = get_spec(name)
-    x = _to_tensor(_images(8, 32, 32, seed=1))
+def test_contract_through_corrupt(name):
+    """corrupt(): shape, dtype, device kept; output differs; change grows with severity."""
+    x = torch.from_numpy(_images(8, 32, 32, seed=1)).permute(0, 3, 1, 2).contiguous()  # uint8
     changes = []
     for s in range(1, 6):
-        y = spec.kernel(x, spec.cifar[s - 1], torch.Generator().manual_seed(s))
+        y = corruptions.corrupt(x, name, s, generator=torch.Generator().manual_seed(s))
         assert y.shape == x.shape and y.dtype == x.dtype and y.device == x.device
-        assert torch.isfinite(y).all()
-        changes.append(float((y.clamp(0, 1) - x).abs().mean()))
-    assert min(changes) > 1e-3, changes
+        changes.append(float((y.float() - x.float()).abs().mean()))
+    assert min(changes) > 0.5, changes  # at least half a grey level on average
     if name in ("frost", "elastic_transform"):
         # The CIFAR-C tables themselves are not monotone in mean absolute change: frost lowers
         # the image weight (0.9 -> 0.75) as it raises the frost weight, and elastic's strongest
@@ -361,25 +361,43 @@ def test_contract_shape_dtype_change_monotone(name):
 
 
 @pytest.mark.parametrize("name", MINE)
-def test_non_square_and_small_images(name):
-    spec = get_spec(name)
-    for h, w in [(24, 40), (8, 8)]:
-        x = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(0))
-        params = spec.imagenet[2] if name == "glass_blur" else spec.cifar[4]
-        y = spec.kernel(x, params, torch.Generator().manual_seed(0))
-        assert y.shape == x.shape and torch.isfinite(y).all()
+def test_float_input_and_per_image_severity(name):
+    x = _to_tensor(_images(4, 32, 32, seed=3))
+    sev = torch.tensor([1, 5, 3, 5])
+    y = corruptions.corrupt(x, name, sev, generator=torch.Generator().manual_seed(0))
+    assert y.dtype == torch.float32 and y.shape == x.shape
+    assert float(y.min()) >= 0 and float(y.max()) <= 1
+    alone = corruptions.corrupt(x[1:2], name, 5, generator=torch.Generator().manual_seed(0))
+    assert alone.shape == (1, 3, 32, 32)
+
+
+@pytest.mark.parametrize("name", MINE)
+@pytest.mark.parametrize("profile", ["cifar", "imagenet"])
+def test_non_square_and_small_images(name, profile):
+    for h, w in [(24, 40), (8, 8), (9, 13)]:
+        x = torch.randint(0, 256, (2, 3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+        y = corruptions.corrupt(x, name, 5, generator=torch.Generator().manual_seed(0), profile=profile)
+        assert y.shape == x.shape and y.dtype == torch.uint8
 
 
 @pytest.mark.parametrize("name", MINE)
 def test_seeded(name):
-    spec = get_spec(name)
-    x = _to_tensor(_images(2))
-    a = spec.kernel(x, spec.cifar[2], torch.Generator().manual_seed(5))
-    b = spec.kernel(x, spec.cifar[2], torch.Generator().manual_seed(5))
+    x = torch.from_numpy(_images(2)).permute(0, 3, 1, 2).contiguous()
+    a = corruptions.corrupt(x, name, 3, generator=torch.Generator().manual_seed(5))
+    b = corruptions.corrupt(x, name, 3, generator=torch.Generator().manual_seed(5))
     assert torch.equal(a, b)
-    if not spec.deterministic:
-        c = spec.kernel(x, spec.cifar[2], torch.Generator().manual_seed(6))
+    if not get_spec(name).deterministic:
+        c = corruptions.corrupt(x, name, 3, generator=torch.Generator().manual_seed(6))
         assert not torch.equal(a, c)
+
+
+def test_interpolated_sizes_run():
+    """Between 32 and 224 px the profile interpolates every parameter; kernels take any value."""
+    x = torch.randint(0, 256, (2, 3, 64, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    for name in MINE:
+        for s in (1, 5):
+            y = corruptions.corrupt(x, name, s, generator=torch.Generator().manual_seed(s))
+            assert y.shape == x.shape and not torch.equal(y, x), (name, s)
 
 
 # ----------------------------------------------------------------------------- vs imagecorruptions
@@ -399,16 +417,40 @@ def _imagecorruptions():
 @pytest.mark.parametrize("name", ["motion_blur", "zoom_blur", "defocus_blur", "snow", "frost", "spatter",
                                   "elastic_transform"])
 def test_statistics_close_to_imagecorruptions_at_224(name):
+    """Same table (ImageNet-C), same size: the mean change and the mean pixel value agree.
+
+    elastic_transform is the exception: imagecorruptions replaced the ImageNet-C formula (no
+    affine step, other displacement scales), so only the preserved global statistics of a
+    warp (mean and spread of the pixel values) are compared; the ImageNet-C formula itself is
+    tested against a transcription above.
+    """
     ic = _imagecorruptions()
     from PIL import Image
 
-    imgs = _images(4, 224, 224, seed=2)
+    n = 8 if name == "frost" else 4
+    imgs = _images(n, 224, 224, seed=2)
     spec = get_spec(name)
     np.random.seed(0)
     for s in (1, 3, 5):
-        ref = np.stack([np.uint8(getattr(ic, name)(Image.fromarray(im), s)) for im in imgs])
-        got = _to_uint8(spec.kernel(_to_tensor(imgs), spec.imagenet[s - 1], torch.Generator().manual_seed(s)))
+        g = torch.Generator().manual_seed(s)
+        if name == "frost":  # same texture per image as imagecorruptions (its first draw), own crops
+            ref, idx = [], []
+            for i, im in enumerate(imgs):
+                np.random.seed(100 * s + i)
+                idx.append(np.random.randint(5))
+                np.random.seed(100 * s + i)
+                ref.append(np.uint8(ic.frost(Image.fromarray(im), s)))
+            ref = np.stack(ref)
+            _, sizes = weather._frost_bank(1.0, 224, 224, "cpu")
+            idx, top, left = weather._frost_draws(n, 224, 224, sizes, g, "cpu", idx=torch.tensor(idx))
+            got = _to_uint8(weather._frost_apply(_to_tensor(imgs), spec.imagenet[s - 1], idx, top, left))
+        else:
+            ref = np.stack([np.uint8(getattr(ic, name)(Image.fromarray(im), s)) for im in imgs])
+            got = _to_uint8(spec.kernel(_to_tensor(imgs), spec.imagenet[s - 1], g))
+        assert got.mean() == pytest.approx(ref.mean(), abs=6.0), (s, got.mean(), ref.mean())
+        if name == "elastic_transform":
+            assert got.std() == pytest.approx(ref.std(), rel=0.1), (s, got.std(), ref.std())
+            continue
         ref_change = np.abs(ref.astype(float) - imgs).mean()
         got_change = np.abs(got.astype(float) - imgs).mean()
         assert got_change == pytest.approx(ref_change, rel=0.35, abs=2.0), (s, got_change, ref_change)
-        assert got.mean() == pytest.approx(ref.mean(), abs=6.0), (s, got.mean(), ref.mean())
