@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ._registry import register
-from .blur import _clipped_zoom, _filter2d, _gaussian, _line_blur, _normal, _rand, _randint, _uniform
+from .blur import _clipped_zoom, _gaussian, _line_blur, _normal, _rand, _randint, _uniform
 
 # --------------------------------------------------------------------------- snow
 
@@ -247,8 +247,23 @@ def fog(x: torch.Tensor, params: tuple, generator=None) -> torch.Tensor:
 
 
 def _box3(x: torch.Tensor) -> torch.Tensor:
-    """cv2.blur(x, (3, 3)): 3x3 mean, border REFLECT_101 (float result)."""
-    return _filter2d(x, torch.full((3, 3), 1 / 9), "reflect101")
+    """cv2.blur(x, (3, 3)): 3x3 mean, border REFLECT_101 (float result), as shifted sums."""
+    h, w = x.shape[-2:]
+    p = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    rows = p[..., 0:h, :] + p[..., 1:h + 1, :] + p[..., 2:h + 2, :]
+    return (rows[..., 0:w] + rows[..., 1:w + 1] + rows[..., 2:w + 2]) * (1 / 9)
+
+
+def _emboss(x: torch.Tensor) -> torch.Tensor:
+    """cv2.filter2D(x, CV_8U, [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]]) before saturation
+    (border REFLECT_101), as shifted sums."""
+    h, w = x.shape[-2:]
+    p = F.pad(x, (1, 1, 1, 1), mode="reflect")
+
+    def at(dy: int, dx: int) -> torch.Tensor:
+        return p[..., 1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+
+    return (2 * (at(1, 1) - at(-1, -1)) + (at(1, 0) - at(-1, 0)) + (at(0, 1) - at(0, -1))) + at(0, 0)
 
 
 def _canny(img: torch.Tensor, low: float = 50, high: float = 150) -> torch.Tensor:
@@ -260,9 +275,12 @@ def _canny(img: torch.Tensor, low: float = 50, high: float = 150) -> torch.Tenso
     other), then hysteresis: candidates above ``low`` joined 8-connectedly to pixels above
     ``high``, resolved by repeated 3x3 dilation until nothing changes.
     """
-    sob = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]])
-    gx = _filter2d(img, sob, "replicate")
-    gy = _filter2d(img, sob.t(), "replicate")
+    h, w = img.shape[-2:]
+    p = F.pad(img, (1, 1, 1, 1), mode="replicate")
+    dxr = p[..., :, 2:] - p[..., :, :-2]  # (.., H + 2, W)
+    gx = dxr[..., 0:h, :] + 2 * dxr[..., 1:h + 1, :] + dxr[..., 2:h + 2, :]
+    dyc = p[..., 2:, :] - p[..., :-2, :]  # (.., H, W + 2)
+    gy = dyc[..., 0:w] + 2 * dyc[..., 1:w + 1] + dyc[..., 2:w + 2]
     mag = gx.abs() + gy.abs()
     m = F.pad(mag, (1, 1, 1, 1))  # OpenCV's magnitude buffer is zero outside the image
     h, w = img.shape[-2:]
@@ -270,7 +288,7 @@ def _canny(img: torch.Tensor, low: float = 50, high: float = 150) -> torch.Tenso
     def at(dy: int, dx: int) -> torch.Tensor:
         return m[..., 1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
 
-    ax, ay = gx.abs().long(), gy.abs().long()
+    ax, ay = gx.abs().int(), gy.abs().int()  # |g| <= 1020: int32 products stay exact
     tg22x = ax * 13573  # round(tan(22.5 deg) * 2**15)
     ys = ay << 15
     horizontal = ys < tg22x
@@ -358,13 +376,14 @@ def _equalize_hist(img: torch.Tensor) -> torch.Tensor:
 
 def _water_mask(liquid: torch.Tensor) -> torch.Tensor:
     """The reference's water-drop mask m (before /max * intensity) from the liquid layer."""
-    layer = torch.floor(liquid.clamp(0, 1) * 255)  # (liquid * 255).astype(uint8)
+    # (liquid * 255).astype(np.uint8): values above 255 wrap around (mod 256) in the reference,
+    # which leaves a dark hole in the brightest drops; kept, since CIFAR-C was made that way.
+    layer = torch.remainder(torch.floor(liquid * 255), 256)
     edges = _canny(layer)
     dist = _distance_to_edges(edges, 20.0)  # distanceTransform then THRESH_TRUNC at 20
     dist = torch.floor(_box3(dist))  # cv2.blur(float) then astype(uint8)
     dist = _equalize_hist(dist)
-    ker = torch.tensor([[-2.0, -1, 0], [-1, 1, 1], [0, 1, 2]])
-    dist = _filter2d(dist, ker, "reflect101").clamp(0, 255)  # filter2D to CV_8U saturates
+    dist = _emboss(dist).clamp(0, 255)  # filter2D to CV_8U saturates
     dist = torch.round(_box3(dist))  # cv2.blur on uint8 rounds
     return layer * dist
 
@@ -386,10 +405,16 @@ def spatter(x: torch.Tensor, params: tuple, generator=None) -> torch.Tensor:
     Mud: the mask is blurred with sigma = intensity, values below 0.8 dropped, and the image
     is replaced by mud brown (63, 42, 20) where the mask is set.
     """
-    loc, scale, sigma, threshold, intensity, mode = params
+    loc, scale, sigma, _, _, _ = params
     n, _, h, w = x.shape
     liquid = _gaussian(_normal(generator, (n, 1, h, w), loc, scale, x.device), float(sigma))
-    liquid = torch.where(liquid < threshold, torch.zeros_like(liquid), liquid)
+    return _spatter_apply(x, params, liquid)
+
+
+def _spatter_apply(x: torch.Tensor, params: tuple, liquid: torch.Tensor) -> torch.Tensor:
+    """spatter for a given smoothed liquid layer (n, 1, H, W), before thresholding."""
+    _, _, _, threshold, intensity, mode = params
+    liquid = liquid.masked_fill(liquid < threshold, 0.0)
     if int(mode) == 0:
         m = _water_mask(liquid)
         peak = m.amax(dim=(1, 2, 3), keepdim=True)

@@ -337,6 +337,44 @@ def test_spatter_opencv_steps_match_opencv():
     assert dist.shape == layer.shape
 
 
+def _ref_spatter(x: np.ndarray, liquid: np.ndarray, c, cv2) -> np.ndarray:
+    """make_cifar_c.spatter after its noise draw (liquid = gaussian(normal), not thresholded)."""
+    x = x.astype(np.float32) / 255.0
+    liquid = liquid.copy()
+    liquid[liquid < c[3]] = 0
+    if c[5] == 0:
+        liquid = (liquid * 255).astype(np.uint8)
+        dist = 255 - cv2.Canny(liquid, 50, 150)
+        dist = cv2.distanceTransform(dist, cv2.DIST_L2, 5)
+        _, dist = cv2.threshold(dist, 20, 20, cv2.THRESH_TRUNC)
+        dist = cv2.blur(dist, (3, 3)).astype(np.uint8)
+        dist = cv2.equalizeHist(dist)
+        dist = cv2.filter2D(dist, cv2.CV_8U, np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]]))
+        dist = cv2.blur(dist, (3, 3)).astype(np.float32)
+        m = liquid * dist
+        m = m / m.max() * c[4]
+        color = np.array([175, 238, 238], np.float32) / 255
+        return x + m[..., None] * color
+    m = scipy_ndimage.gaussian_filter(np.where(liquid > c[3], 1, 0).astype(np.float32), c[4], mode="nearest")
+    m[m < 0.8] = 0
+    return x * (1 - m[..., None]) + np.array([63, 42, 20], np.float32) / 255 * m[..., None]
+
+
+@pytest.mark.parametrize("severity", [1, 3, 4])
+def test_spatter_matches_reference_given_draws(severity):
+    cv2 = pytest.importorskip("cv2")
+    imgs = _images(16)
+    c = get_spec("spatter").cifar[severity - 1]
+    noise = torch.randn(16, 1, 32, 32, generator=torch.Generator().manual_seed(severity)) * c[1] + c[0]
+    liquid = blur._gaussian(noise.double(), c[2]).float()
+    got = _to_uint8(weather._spatter_apply(_to_tensor(imgs), c, liquid))
+    worst = 0
+    for i in range(16):  # severity 3 includes drops above 1.0, which wrap in the uint8 cast
+        ref = _ref_uint8(_ref_spatter(imgs[i], liquid[i, 0].double().numpy(), c, cv2))
+        worst = max(worst, _maxdiff(got[i], ref))
+    assert worst <= 1
+
+
 # ----------------------------------------------------------------------------- contracts
 
 
