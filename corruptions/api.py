@@ -20,9 +20,10 @@ from ._params import check_profile, resolve_params
 from ._registry import ALL_NAMES, BENCHMARK_FAMILIES, FAMILIES, get_spec
 
 MIN_SIZE = 8  # smallest height / width accepted
-# Added before truncating x * 255 to uint8, so float32 round-off (254.99998 for 255) cannot cost
-# a grey level; far below what any corruption changes.
-_TRUNCATION_EPS = 1e-3
+# Added before truncating x * 255 to uint8, so float32 round-off (254.99998 for an exact 255)
+# cannot cost a grey level. It is above float32 round-off at 255 (~5e-5) and far below what any
+# corruption changes; exact results closer than that below an integer are rounded up.
+_TRUNCATION_EPS = 1e-4
 
 
 def get_corruption_names(subset: str = "common") -> list[str]:

@@ -29,10 +29,11 @@ from ._registry import register
 def brightness_tensor(x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
     """HSV value V -> clip(V + c, 0, 1), hue and saturation kept."""
     (c,) = params
-    v = x.amax(dim=1, keepdim=True)
-    v_new = (v + c).clamp_(0.0, 1.0)
+    u = x.mul_(255.0)  # grey levels: exact integers for 8-bit input, so max/min lose no precision
+    v = u.amax(dim=1, keepdim=True)
+    v_new = (v + 255.0 * c).clamp_(0.0, 255.0)
     scale = v_new / v.clamp_min(1e-12)
-    return torch.where(v > 0, x * scale, v_new)
+    return torch.where(v > 0, u * scale, v_new).div_(255.0)
 
 
 @register(
@@ -57,15 +58,17 @@ def contrast_tensor(x: torch.Tensor, params: tuple, generator: torch.Generator) 
 def saturate_tensor(x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
     """HSV saturation S -> clip(S * c0 + c1, 0, 1), hue and value kept."""
     c0, c1 = params
-    v = x.amax(dim=1, keepdim=True)
-    delta = v - x.amin(dim=1, keepdim=True)
+    # Grey levels: exact integers for 8-bit input, so v - min and v - x carry no round-off
+    # (S = delta / v of two nearby values would otherwise lose ~1e-4 grey levels).
+    u = x.mul_(255.0)
+    v = u.amax(dim=1, keepdim=True)
+    delta = v - u.amin(dim=1, keepdim=True)
     chromatic = delta > 0
-    s = torch.where(chromatic, delta / v.clamp_min(1e-12), torch.zeros_like(v))
+    s = delta / v.clamp_min(1e-12)
     s_new = (s * c0 + c1).clamp_(0.0, 1.0)
-    # Chromatic pixels: v - (v - x) * s' / s, with s' / s = s' * v / delta.
-    ratio = s_new * v / delta.clamp_min(1e-12)
-    out = v - (v - x) * ratio
-    # Grey pixels have hue 0 (red): channels (v, v (1 - s'), v (1 - s')).
+    # Chromatic pixels: v - (v - x) * s' / s = v - (v - x) / delta * s' * v.
+    out = v - (v - u) / delta.clamp_min(1e-12) * (s_new * v)
+    # Grey pixels (S = 0) have hue 0, red: channels (v, v (1 - s'), v (1 - s')).
     grey = v * (1.0 - s_new)
-    grey = torch.cat([v, grey, grey], dim=1)
-    return torch.where(chromatic, out, grey)
+    out = torch.where(chromatic, out, torch.cat([v, grey, grey], dim=1))
+    return out.div_(255.0)

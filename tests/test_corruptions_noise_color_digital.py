@@ -42,10 +42,11 @@ def test_images(n=6, height=32, width=32, seed=0):
     smooth = F.interpolate(torch.rand(n, 3, 4, 4, generator=g), size=(height, width), mode="bicubic")
     smooth = smooth + 0.05 * torch.randn(n, 3, height, width, generator=g)
     images = (smooth.clamp(0, 1) * 255).to(torch.uint8).permute(0, 2, 3, 1).numpy().copy()
-    images[0] = np.random.default_rng(seed).integers(0, 256, (height, width, 3))
-    images[1, :4] = 0  # black rows: V = 0
-    images[1, 4:8] = 128  # grey rows: S = 0, hue 0
-    images[1, 8:10] = 255
+    noise_width = width if n > 1 else width // 2
+    images[0, :, :noise_width] = np.random.default_rng(seed).integers(0, 256, (height, noise_width, 3))
+    images[-1, :4] = 0  # black rows: V = 0
+    images[-1, 4:8] = 128  # grey rows: S = 0, hue 0
+    images[-1, 8:10] = 255
     return images
 
 
@@ -140,7 +141,8 @@ def test_colour_corruptions_match_the_formulas(name, reference, profile, size):
     The references' HSV round trip turns exact results such as 1.0 * 255 into 254.99999999999997,
     which np.uint8 truncates to 254 (up to ~5% of values, e.g. every pixel whose V clips at 1).
     Our closed forms keep the exact value, so against the literal code we may be 1 level above,
-    never below; with that float64 round-off guarded (+1e-6 before truncating) we are identical.
+    never below. With that float64 round-off guarded (+1e-6 before truncating) we are identical
+    except for rare exact results within float32 round-off (1e-4 grey levels) below an integer.
     """
     images = test_images(6 if size[0] < 100 else 1, *size)
     table = CIFAR if profile == "cifar" else IMAGENET
@@ -150,7 +152,7 @@ def test_colour_corruptions_match_the_formulas(name, reference, profile, size):
         diff = ours - literal
         assert diff.min() >= 0 and diff.max() <= 1, (name, severity, diff.min(), diff.max())
         guarded = np.stack([reference(img, c, guard=1e-6) for img in images])
-        np.testing.assert_array_equal(ours, guarded)
+        assert np.abs(ours - guarded).max() <= 1 and (ours != guarded).mean() < 0.001
 
 
 @pytest.mark.parametrize("profile, up", [("cifar", "box"), ("imagenet", "nearest")])
@@ -276,8 +278,15 @@ def test_deterministic_ones_match_imagecorruptions_at_224(imagecorruptions, name
             assert (diff != 0).mean() < 0.1
 
 
+def assert_same_mean(a, b, what):
+    """The means of two large samples agree within 4 standard errors."""
+    se = np.sqrt(a.var() / a.size + b.var() / b.size)
+    assert abs(a.mean() - b.mean()) < 4 * se + 1e-9, (what, a.mean(), b.mean(), se)
+
+
 @pytest.mark.parametrize("name", ["gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise"])
 def test_noise_statistics_match_imagecorruptions_at_224(imagecorruptions, name):
+    """Same formula and parameters: the per-pixel change has the same mean, mean |.| and mean square."""
     images = test_images(2, 224, 224, seed=5)
     state = np.random.get_state()
     np.random.seed(0)  # imagecorruptions draws from numpy's global RNG
@@ -290,8 +299,9 @@ def test_noise_statistics_match_imagecorruptions_at_224(imagecorruptions, name):
                     [imagecorruptions.corrupt(img, severity, corruption_name=name) for img in images]
                 )
             d_ours, d_theirs = ours.astype(float) - images, theirs.astype(float) - images
-            assert np.abs(d_ours).mean() == pytest.approx(np.abs(d_theirs).mean(), rel=0.03), (name, severity)
-            assert d_ours.std() == pytest.approx(d_theirs.std(), rel=0.03), (name, severity)
-            assert d_ours.mean() == pytest.approx(d_theirs.mean(), abs=0.05 * d_theirs.std())
+            assert_same_mean(d_ours, d_theirs, (name, severity, "change"))
+            assert_same_mean(np.abs(d_ours), np.abs(d_theirs), (name, severity, "|change|"))
+            assert_same_mean(d_ours**2, d_theirs**2, (name, severity, "change^2"))
+            assert np.abs(d_ours).mean() > 0.5
     finally:
         np.random.set_state(state)
