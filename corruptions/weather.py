@@ -40,13 +40,19 @@ def snow(x: torch.Tensor, params: tuple, generator=None) -> torch.Tensor:
     cannot be matched bit for bit; like imagecorruptions we use its line kernel
     (``blur._line_blur``), same width, Gaussian weights and offsets.
     """
-    loc, scale, zoom, threshold, radius, sigma, blend = params
+    loc, scale = params[:2]
     n, _, h, w = x.shape
-    layer = _normal(generator, (n, 1, h, w), loc, scale, x.device)
-    layer = _clipped_zoom(layer, float(zoom))
-    layer = torch.where(layer < threshold, torch.zeros_like(layer), layer)
-    layer = torch.floor(layer.clamp(0, 1) * 255) / 255
+    noise = _normal(generator, (n, 1, h, w), loc, scale, x.device)
     angle = _uniform(generator, (n,), -135.0, -45.0, x.device, torch.float64)
+    return _snow_apply(x, params, noise, angle)
+
+
+def _snow_apply(x: torch.Tensor, params: tuple, noise: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """snow for given draws: the Gaussian layer (n, 1, H, W) and the streak angles (n,)."""
+    _, _, zoom, threshold, radius, sigma, blend = params
+    layer = _clipped_zoom(noise, float(zoom))
+    layer = layer.masked_fill(layer < threshold, 0.0)
+    layer = torch.floor(layer.clamp(0, 1) * 255) / 255
     layer = _line_blur(layer, int(radius), float(sigma), angle)
     layer = torch.round(layer * 255) / 255
     gray = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]) * 1.5 + 0.5

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -21,6 +22,18 @@ scipy_ndimage = pytest.importorskip("scipy.ndimage")
 
 MINE = ["defocus_blur", "glass_blur", "motion_blur", "zoom_blur", "gaussian_blur",
         "snow", "frost", "fog", "spatter", "elastic_transform"]
+
+
+def _imagecorruptions():
+    if importlib.util.find_spec("imagecorruptions") is None:
+        pytest.skip("imagecorruptions not installed")
+    try:
+        with warnings.catch_warnings():  # its deprecated scipy / pkg_resources imports
+            warnings.simplefilter("ignore")
+            import imagecorruptions.corruptions as ic  # needs pkg_resources (setuptools < 81)
+    except Exception as exc:  # pragma: no cover - depends on the environment
+        pytest.skip(f"imagecorruptions cannot be imported here: {exc}")
+    return ic
 
 
 def _images(n: int, h: int = 32, w: int = 32, seed: int = 0) -> np.ndarray:
@@ -312,6 +325,41 @@ def test_motion_blur_matches_line_kernel_reference():
         np.testing.assert_allclose(got[i].permute(1, 2, 0).numpy(), out, atol=1e-3)
 
 
+def test_line_kernel_matches_imagecorruptions():
+    ic = _imagecorruptions()
+    imgs = _images(2, 32, 40)
+    for angle, (radius, sigma) in [(-37.0, (9, 2.5)), (12.5, (6, 1.0)), (-100.0, (14, 12.0))]:
+        angles = torch.tensor([angle, angle], dtype=torch.float64)
+        got = blur._line_blur(_to_tensor(imgs) * 255, radius, sigma, angles)
+        for i in range(2):
+            ref = ic._motion_blur(imgs[i].astype(np.float64), radius=radius, sigma=sigma, angle=angle)
+            np.testing.assert_allclose(got[i].permute(1, 2, 0).numpy(), ref, atol=2e-3)
+
+
+@pytest.mark.parametrize("severity", [1, 5])
+def test_snow_matches_reference_given_draws(severity):
+    """make_cifar_c.snow with imagecorruptions' line kernel in place of ImageMagick's blur."""
+    ic = _imagecorruptions()
+    cv2 = pytest.importorskip("cv2")
+    imgs = _images(3)
+    c = get_spec("snow").cifar[severity - 1]
+    g = torch.Generator().manual_seed(severity)
+    noise = torch.randn(3, 1, 32, 32, generator=g) * c[1] + c[0]
+    angle = torch.rand(3, generator=g, dtype=torch.float64) * 90 - 135
+    got = _to_uint8(weather._snow_apply(_to_tensor(imgs), c, noise, angle))
+    for i in range(3):
+        x = imgs[i].astype(np.float32) / 255
+        layer = _ref_clipped_zoom(noise[i, 0].double().numpy()[..., None], c[2])
+        layer[layer < c[3]] = 0
+        layer = (np.clip(layer.squeeze(), 0, 1) * 255).astype(np.uint8) / 255.0
+        layer = ic._motion_blur(layer, radius=c[4], sigma=c[5], angle=float(angle[i]))
+        layer = (np.round(layer * 255).astype(np.uint8) / 255.0)[..., None]
+        gray = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)[..., None]
+        x = c[6] * x + (1 - c[6]) * np.maximum(x, gray * 1.5 + 0.5)
+        ref = _ref_uint8(x + layer + np.rot90(layer, k=2))
+        assert _maxdiff(got[i], ref) <= 1
+
+
 def test_spatter_opencv_steps_match_opencv():
     cv2 = pytest.importorskip("cv2")
     g = torch.Generator().manual_seed(0)
@@ -439,16 +487,6 @@ def test_interpolated_sizes_run():
 
 
 # ----------------------------------------------------------------------------- vs imagecorruptions
-
-
-def _imagecorruptions():
-    if importlib.util.find_spec("imagecorruptions") is None:
-        pytest.skip("imagecorruptions not installed")
-    try:
-        import imagecorruptions.corruptions as ic  # needs pkg_resources (setuptools < 81)
-    except Exception as exc:  # pragma: no cover - depends on the environment
-        pytest.skip(f"imagecorruptions cannot be imported here: {exc}")
-    return ic
 
 
 @pytest.mark.slow
