@@ -76,6 +76,90 @@ class _Route:
         self.inv_perm = torch.argsort(self.perm)
 
 
+def _is_compiling() -> bool:
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None and hasattr(compiler, "is_compiling"):
+        return compiler.is_compiling()
+    return torch._dynamo.is_compiling()
+
+
+def _memory_format(x: Tensor) -> torch.memory_format:
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+class _DomainBatchNorm(torch.autograd.Function):
+    """Batch norm of consecutive chunks, each with its own statistics, as one autograd node.
+
+    Each chunk goes through ATen's own batch-norm kernels (the ones ``nn.BatchNorm2d`` uses), which
+    write straight into slices of one output and one input gradient: per chunk the numbers are
+    exactly BatchNorm2d's, and nothing is concatenated or copied. The Python loop only issues one
+    kernel call per domain; it never touches the data.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, sizes, running, eps):
+        fmt = _memory_format(x)
+        x = x.contiguous(memory_format=fmt)
+        params = [t for t in (weight, bias) if t is not None]
+        stat_dtype = params[0].dtype if params else next((r[0].dtype for r in running if r), x.dtype)
+        out = torch.empty_like(x, memory_format=fmt)
+        save_mean = x.new_empty(len(sizes), x.shape[1], dtype=stat_dtype)
+        save_invstd = torch.empty_like(save_mean)
+        start = 0
+        for d, size in enumerate(sizes):
+            if size == 0:
+                continue
+            rm, rv, factor = running[d] if running[d] is not None else (None, None, 0.0)
+            sl = slice(start, start + size)
+            torch.ops.aten.native_batch_norm.out(
+                x[sl], weight, bias, rm, rv, True, factor, eps,
+                out=out[sl], save_mean=save_mean[d], save_invstd=save_invstd[d],
+            )
+            start += size
+        ctx.save_for_backward(x, weight, save_mean, save_invstd)
+        ctx.sizes, ctx.eps, ctx.fmt = sizes, eps, fmt
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, save_mean, save_invstd = ctx.saved_tensors
+        sizes, eps = ctx.sizes, ctx.eps
+        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]]
+        grad = grad.contiguous(memory_format=ctx.fmt)
+        bounds, start = [], 0
+        for d, size in enumerate(sizes):
+            if size:
+                bounds.append((d, slice(start, start + size)))
+            start += size
+        if torch.is_grad_enabled():  # create_graph=True: differentiable kernels (double backward works)
+            parts = [
+                torch.ops.aten.native_batch_norm_backward(
+                    grad[sl], x[sl], weight, None, None, save_mean[d], save_invstd[d], True, eps, mask
+                )
+                for d, sl in bounds
+            ]
+            grad_x = torch.cat([p[0] for p in parts]) if mask[0] else None
+            grad_w = sum(p[1] for p in parts) if mask[1] else None
+            grad_b = sum(p[2] for p in parts) if mask[2] else None
+            return grad_x, grad_w, grad_b, None, None, None
+        grad_x = torch.empty_like(x, memory_format=ctx.fmt)
+        grad_wb = save_mean.new_zeros(2, len(sizes), x.shape[1])
+        for d, sl in bounds:
+            torch.ops.aten.native_batch_norm_backward.out(
+                grad[sl], x[sl], weight, None, None, save_mean[d], save_invstd[d], True, eps, mask,
+                out0=grad_x[sl], out1=grad_wb[0, d], out2=grad_wb[1, d],
+            )
+        grad_w, grad_b = grad_wb.sum(1).to(x.dtype if weight is None else weight.dtype).unbind(0)
+        return (
+            grad_x if mask[0] else None,
+            grad_w if mask[1] else None,
+            grad_b if mask[2] else None,
+            None, None, None,
+        )
+
+
 class SelectiveBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d over a batch made of ``num_domains`` domains (domain 0 = clean).
 
@@ -253,13 +337,34 @@ class SelectiveBatchNorm2d(nn.BatchNorm2d):
         return y.to(x.dtype), mean.view(num, c), var.view(num, c)
 
     def _forward_batch_stats(self, x: Tensor, sizes: tuple[int, ...]) -> Tensor:
-        num = len(sizes)
-        spatial = x.shape[2] * x.shape[3]
+        """Training (or untracked eval): every domain is normalised with its own batch statistics."""
         update = self.training and self.track_running_stats
+        if _is_compiling():
+            return self._forward_batch_stats_traceable(x, sizes, update)
+        running: list[tuple[Tensor, Tensor, float] | None] = []
+        for d, size in enumerate(sizes):
+            if update and size > 0 and (d == 0 or self.per_domain):
+                rm, rv, tracked = self._running_buffers(d)
+                tracked.add_(1)
+                factor = 1.0 / float(tracked) if self.momentum is None else self.momentum
+                running.append((rm, rv, factor))
+            else:
+                running.append(None)
+        return _DomainBatchNorm.apply(x, self.weight, self.bias, sizes, running, self.eps)
+
+    def _running_buffers(self, d: int) -> tuple[Tensor, Tensor, Tensor]:
+        if d == 0:
+            return self.running_mean, self.running_var, self.num_batches_tracked
+        rows = self.domain_running_mean, self.domain_running_var, self.domain_num_batches_tracked
+        return rows[0][d - 1], rows[1][d - 1], rows[2][d - 1]
+
+    def _forward_batch_stats_traceable(self, x: Tensor, sizes: tuple[int, ...], update: bool) -> Tensor:
+        """Plain tensor ops for torch.compile (no custom kernel calls, no graph break, no host sync)."""
+        spatial = x.shape[2] * x.shape[3]
         if min(sizes) > 0 and max(sizes) == min(sizes):
-            y, mean, var = self._normalize(x, num)
+            y, mean, var = self._normalize(x, len(sizes))
             if update:
-                self._update_running(mean.detach(), var.detach(), sizes[0] * spatial, num)
+                self._update_running(mean.detach(), var.detach(), sizes[0] * spatial, len(sizes))
             return y
         outs = []
         for d, chunk in enumerate(x.split(list(sizes))):
