@@ -237,7 +237,10 @@ def _clipped_zoom(x: torch.Tensor, factor: float) -> torch.Tensor:
     return x
 
 
-@lru_cache(maxsize=32)
+_ZOOM_SPARSE_MAX_PIXELS = 256 * 256  # the operator takes ~35 MB at 224 x 224
+
+
+@lru_cache(maxsize=6)
 def _zoom_blur_operator(h: int, w: int, factors: tuple[float, ...], device: str) -> torch.Tensor:
     """Sparse (H*W, H*W) matrix of the whole zoom blur, (I + sum_z Zoom_z) / (len(factors) + 1),
     output pixel by input pixel; each zoom contributes 4 bilinear taps per pixel."""
@@ -271,15 +274,21 @@ def zoom_blur(x: torch.Tensor, params: tuple, generator=None) -> torch.Tensor:
     """Average of the image and its clipped zooms by factors ``np.arange(1, end, step)``.
 
     The factor list starts at 1, so the unzoomed image counts twice, as in the reference.
-    The whole blur is one precomputed sparse linear operator (about 4 taps per factor and
-    pixel) applied with a single sparse matmul.
+    Up to 256 x 256 pixels the whole blur is one precomputed sparse linear operator (about 4
+    taps per factor and pixel, cached) applied with a single sparse matmul; larger images zoom
+    factor by factor (two gathers and lerps each), which needs no large operator in memory.
     """
     end, step = params
     factors = _zoom_factors(end, step)
     n, c, h, w = x.shape
-    op = _zoom_blur_operator(h, w, factors, str(x.device))
-    cols = x.reshape(n * c, h * w).t().float().contiguous()  # sparse.mm is slow on strided input
-    return torch.sparse.mm(op, cols).t().reshape(n, c, h, w).to(x.dtype)
+    if h * w <= _ZOOM_SPARSE_MAX_PIXELS:
+        op = _zoom_blur_operator(h, w, factors, str(x.device))
+        cols = x.reshape(n * c, h * w).t().float().contiguous()  # sparse.mm is slow on strided input
+        return torch.sparse.mm(op, cols).t().reshape(n, c, h, w).to(x.dtype)
+    out = x.clone()
+    for z in factors:
+        out += _clipped_zoom(x, z)
+    return out / (len(factors) + 1)
 
 
 # --------------------------------------------------------------------------- motion_blur

@@ -131,8 +131,10 @@ def _ref_clipped_zoom(img: np.ndarray, z: float) -> np.ndarray:
 
 
 @pytest.mark.parametrize("severity", [1, 5])
-@pytest.mark.parametrize("size", [32, 40])  # 32: the dense operator; 40: the per-factor path
-def test_zoom_blur_matches_reference(severity, size):
+@pytest.mark.parametrize("size,sparse", [(32, True), (40, True), (40, False)])
+def test_zoom_blur_matches_reference(severity, size, sparse, monkeypatch):
+    if not sparse:  # the per-factor path used above 256 x 256 pixels
+        monkeypatch.setattr(blur, "_ZOOM_SPARSE_MAX_PIXELS", 0)
     imgs = _images(2, size, size)
     end, step = get_spec("zoom_blur").cifar[severity - 1]
     factors = np.arange(1, end, step)
