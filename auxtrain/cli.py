@@ -39,6 +39,12 @@ Writes OUT/errors.csv, accuracy.csv, report.csv, summary.json, report.md and rep
 """
 EPILOG_MAKE_C = """example:
   auxtrain make-c --dataset cifar100 --data-root data --out data/CIFAR-100-C
+  auxtrain make-c --dataset cifar10 --data-root data --out data/CIFAR-10-C --device cuda
+  auxtrain make-c --dataset shapes --out data/shapes-C --corruptions noise,fog --severities 1,3,5
+
+Writes OUT/NAME.npy ((N * S), H, W, 3) uint8, the test images at each severity in turn) and
+OUT/labels.npy, as CIFAR-10-C. Each file appears only when complete: rerun the same command after an
+interruption and finished files are verified and skipped (OUT/make_c.json pins the settings).
 """
 
 
@@ -287,14 +293,87 @@ def _run_eval(args: argparse.Namespace) -> int:
 def _add_make_c(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "make-c", help="generate a CIFAR-C style corrupted test set (NAME.npy + labels.npy)",
-        description="Generate a corrupted test set in the CIFAR-C layout.",
+        description="Generate a corrupted test set in the CIFAR-C layout from a dataset's test split.",
         epilog=EPILOG_MAKE_C, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", required=True, choices=("cifar10", "cifar100", "shapes"),
+                   help="whose test split to corrupt")
+    g.add_argument("--data-root", metavar="DIR",
+                   help="folder holding cifar-10-batches-py/ or cifar-100-python/ (not needed for shapes)")
+    g.add_argument("--test-size", type=int, metavar="N",
+                   help="use the first N test images (default: all; shapes: 2,000)")
+    g.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    g = p.add_argument_group("corruptions")
+    g.add_argument("--corruptions", default="all", metavar="LIST",
+                   help="comma-separated names or subsets: all, common, extra, noise, blur, weather, "
+                        "digital (default: all)")
+    g.add_argument("--severities", default="1-5", metavar="S", help="e.g. 1-5, 3 or 1,3,5 (default: 1-5)")
+    g.add_argument("--seed", type=int, default=0, help="corruption seed (default: 0)")
+    g.add_argument("--profile", default="auto", choices=("auto", "cifar", "imagenet"),
+                   help="severity tables: auto picks by image size (default: auto)")
+    g = p.add_argument_group("execution")
+    g.add_argument("--device", default="auto", metavar="DEV",
+                   help="auto, cpu, cuda or cuda:N (default: auto)")
+    g.add_argument("--batch-size", type=int, default=1000, metavar="N",
+                   help="images corrupted per call (default: 1000; part of the seed: keep it to resume)")
+    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="progress bar (default: on)")
     p.set_defaults(run=_run_make_c)
 
 
+def _make_c_names(text: str) -> list[str]:
+    """Corruption names from "all", a family, a name, or a comma-separated mix, in order, once each."""
+    from corruptions import get_corruption_names
+
+    valid = get_corruption_names("all")
+    names: list[str] = []
+    for item in filter(None, (i.strip() for i in text.split(","))):
+        if item in valid:
+            expanded = [item]
+        else:
+            try:
+                expanded = get_corruption_names(item)
+            except ValueError:
+                raise ValueError(
+                    f"--corruptions: {item!r} is neither a corruption nor a subset; use all, common, extra, "
+                    f"noise, blur, weather, digital or names from `auxtrain list-corruptions`"
+                ) from None
+        names += [n for n in expanded if n not in names]
+    if not names:
+        raise ValueError(f"--corruptions {text!r} names no corruption; e.g. --corruptions all")
+    return names
+
+
 def _run_make_c(args: argparse.Namespace) -> int:
-    raise UserError("`auxtrain make-c` is not implemented yet")
+    from auxtrain.data import build_datasets
+    from auxtrain.data.views import parse_severities
+    from corruptions import make_c
+
+    try:
+        names = _make_c_names(args.corruptions)
+        severities = parse_severities(args.severities)
+        if args.test_size is not None and args.test_size < 1:
+            raise ValueError(f"--test-size {args.test_size} must be a positive number of images")
+        if args.dataset == "shapes":  # generated: build only the test split that is needed
+            kw = {"train_size": 16, "test_size": args.test_size or 2000}
+            _, test_ds, _ = build_datasets("shapes", seed=args.seed, **kw)
+        else:
+            _, test_ds, _ = build_datasets(args.dataset, root=args.data_root)
+        n = len(test_ds.labels) if args.test_size is None else min(args.test_size, len(test_ds.labels))
+        device = args.device
+        if device == "auto":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        out = make_c(test_ds.images[:n], test_ds.labels[:n], args.out, names=names, severities=severities,
+                     seed=args.seed, device=device, batch_size=args.batch_size, profile=args.profile,
+                     progress=args.progress)
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
+        raise UserError(str(exc)) from None
+    print(f"wrote {len(names)} corruption files of {n * len(severities)} images "
+          f"(severities {','.join(map(str, severities))}) and labels.npy to {out}/")
+    return 0
 
 
 def _add_list_models(sub: argparse._SubParsersAction) -> None:

@@ -210,3 +210,37 @@ def test_bad_arguments(tmp_path, kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         make_c(**args)
+
+
+@pytest.mark.slow  # imports auxtrain.data (torchvision datasets): several seconds on a busy machine
+def test_cli_make_c_writes_the_layout_and_reports_bad_flags(tmp_path, capsys):
+    from auxtrain.cli import main
+
+    out = tmp_path / "shapes-c"
+    argv = [
+        "make-c",
+        "--dataset",
+        "shapes",
+        "--test-size",
+        "12",
+        "--out",
+        str(out),
+        "--corruptions",
+        "contrast,noise",
+        "--severities",
+        "2,4",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    assert "wrote 4 corruption files of 24 images" in capsys.readouterr().out
+    data = np.load(out / "contrast.npy")
+    assert data.shape == (24, 32, 32, 3) and data.dtype == np.uint8
+    assert np.load(out / "labels.npy").shape == (24,)
+    assert main(argv) == 0  # resumable: a second run verifies and skips
+    assert main([*argv[:-3], "--corruptions", "fogg"]) == 2
+    assert "'fogg' is neither a corruption nor a subset" in capsys.readouterr().err
+    assert main([*argv, "--severities", "0-2"]) == 2
+    assert main(["make-c", "--dataset", "cifar10", "--out", str(tmp_path / "x")]) == 2
+    assert "--data-root" in capsys.readouterr().err
