@@ -95,7 +95,10 @@ def _gaussian_kernel1d(sigma: float, truncate: float = 4.0) -> np.ndarray:
     return w / w.sum()
 
 
-@lru_cache(maxsize=256)
+_MATRIX_MAX_SIZE = 512  # longer axes filter with a depthwise conv instead of a (size x size) matmul
+
+
+@lru_cache(maxsize=64)
 def _axis_operator(size: int, kernel: tuple[float, ...], mode: str) -> torch.Tensor:
     """(size, size) float64 matrix of a 1-D correlation with ``kernel`` (odd length) and the
     border rule ``mode`` folded in: y = M @ x along one axis. Any kernel length works (large
@@ -113,9 +116,15 @@ def _separable(x: torch.Tensor, kh: np.ndarray, kw: np.ndarray, mode: str) -> to
     """Correlate every (H, W) plane of ``x`` (..., H, W) with kh (vertical) and kw (horizontal)."""
     h, w = x.shape[-2:]
     if kh.size > 1:
-        x = torch.matmul(_axis_operator(h, tuple(kh.tolist()), mode).to(x.device, x.dtype), x)
+        if h <= _MATRIX_MAX_SIZE:
+            x = torch.matmul(_axis_operator(h, tuple(kh.tolist()), mode).to(x.device, x.dtype), x)
+        else:
+            x = _filter2d(x, torch.from_numpy(kh)[:, None], mode)
     if kw.size > 1:
-        x = torch.matmul(x, _axis_operator(w, tuple(kw.tolist()), mode).to(x.device, x.dtype).t())
+        if w <= _MATRIX_MAX_SIZE:
+            x = torch.matmul(x, _axis_operator(w, tuple(kw.tolist()), mode).to(x.device, x.dtype).t())
+        else:
+            x = _filter2d(x, torch.from_numpy(kw)[None, :], mode)
     return x
 
 

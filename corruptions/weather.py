@@ -123,14 +123,14 @@ def _resize_texture(tex: torch.Tensor, scale: float, min_h: int, min_w: int) -> 
     return t
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=4)
 def _frost_bank(scale: float, min_h: int, min_w: int, device: str):
-    """The 5 resized textures zero-padded into one (5, 3, Hm, Wm) float tensor (0..255) on
+    """The 5 resized textures zero-padded into one (5, 3, Hm, Wm) uint8 tensor on
     ``device``, plus their (5, 2) sizes. Cached per scale, image size and device."""
     texs = [_resize_texture(t, scale, min_h, min_w) for t in _frost_textures_cpu()]
     hm = max(t.shape[1] for t in texs)
     wm = max(t.shape[2] for t in texs)
-    bank = torch.zeros(len(texs), 3, hm, wm)
+    bank = torch.zeros(len(texs), 3, hm, wm, dtype=torch.uint8)  # values are whole grey levels
     for k, t in enumerate(texs):
         bank[k, :, : t.shape[1], : t.shape[2]] = t
     sizes = torch.tensor([[t.shape[1], t.shape[2]] for t in texs])
