@@ -40,16 +40,22 @@ def _elastic_apply(x, params, jitter, ux, uy) -> torch.Tensor:
     alpha, sigma, _ = params
     n, c, h, w = x.shape
     # 1) random affine, bilinear, border REFLECT_101 (= reflection about the edge pixel centres)
-    theta = _affine_theta(jitter, h, w).to(x.dtype)
-    grid = F.affine_grid(theta, [n, c, h, w], align_corners=True)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
+    theta = _affine_theta(jitter, h, w).to(x.dtype)[:, :, :, None, None]  # (n, 2, 3, 1, 1)
+    u = torch.linspace(-1, 1, w, dtype=x.dtype, device=x.device)[None, :]  # align_corners=True
+    v = torch.linspace(-1, 1, h, dtype=x.dtype, device=x.device)[:, None]
+    gx = theta[:, 0, 0] * u + theta[:, 0, 1] * v + theta[:, 0, 2]  # (n, H, W); cheaper than
+    gy = theta[:, 1, 0] * u + theta[:, 1, 1] * v + theta[:, 1, 2]  # affine_grid's batched matmul
+    x = F.grid_sample(x, torch.stack([gx, gy], -1), mode="bilinear", padding_mode="reflection",
+                      align_corners=True)
     # 2) smoothed random displacement (skimage gaussian, mode 'reflect', truncate 3) * alpha,
     # 3) sampled like scipy map_coordinates(order=1, mode='reflect'): grid_sample reflection with
     #    corners not aligned, where pixel x maps to (2 x + 1) / W - 1.
     d = _gaussian(torch.stack([ux, uy], -3).to(x.dtype), float(sigma), "symmetric", 3.0)
     scale = torch.tensor([2.0 * alpha / w, 2.0 * alpha / h], dtype=x.dtype, device=x.device)
-    eye = torch.eye(2, 3, dtype=x.dtype, device=x.device).expand(n, 2, 3)
-    grid = F.affine_grid(eye, [n, c, h, w], align_corners=False) + d.permute(0, 2, 3, 1) * scale
+    u = (2 * torch.arange(w, dtype=x.dtype, device=x.device) + 1) / w - 1
+    v = (2 * torch.arange(h, dtype=x.dtype, device=x.device) + 1) / h - 1
+    base = torch.stack([u[None, :].expand(h, w), v[:, None].expand(h, w)], -1)  # (H, W, 2)
+    grid = base + d.permute(0, 2, 3, 1) * scale
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
