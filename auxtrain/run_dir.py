@@ -95,6 +95,7 @@ class RunDir:
     METRICS = "metrics.csv"
     CHECKPOINT = "checkpoint_last.pt"
     MODEL = "model_plain.pt"
+    REPORT_FILES = ("report.csv", "report.md", "report.png", "errors.csv", "accuracy.csv", "summary.json")
 
     def __init__(self, path: str | os.PathLike, *, resume: bool = False, overwrite: bool = False):
         if resume and overwrite:
@@ -139,8 +140,7 @@ class RunDir:
         """
         self.path.mkdir(parents=True, exist_ok=True)
         if self.overwrite and not self.resume:
-            for name in (self.CONFIG, self.METRICS, self.CHECKPOINT, self.MODEL, "report.csv", "report.md",
-                         "report.png"):
+            for name in (self.CONFIG, self.METRICS, self.CHECKPOINT, self.MODEL, *self.REPORT_FILES):
                 (self.path / name).unlink(missing_ok=True)
         if self.resume and completed_epochs is not None and self.metrics_path.is_file():
             rows = [r for r in self.read_metrics() if int(r["epoch"]) <= completed_epochs]

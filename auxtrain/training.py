@@ -34,6 +34,7 @@ from auxtrain.schedule import SCHEDULES, is_stage_two, learning_rate
 __all__ = ["TrainConfig", "RunResult", "NonFiniteLossError", "fit", "DATASET_DEFAULTS"]
 
 MODES = ("auxiliary", "augment")
+_SUBSETS = ("all", "common", "extra", "noise", "blur", "weather", "digital")
 LOSS_TERMS = ("ce", "aux_ce", "distill", "tying", "companion")
 
 # Per-dataset defaults for the fields left at None. Shapes is sized for the quick start (minutes on a CPU).
@@ -139,6 +140,7 @@ class RunResult:
     test_acc: float                    # clean test accuracy (percent) of the final model
     metrics: list[dict[str, Any]] = field(default_factory=list)  # the metrics.csv rows of this run
     report: Any = None                 # corruption errors (pandas.DataFrame) when evaluation ran
+    model: torch.nn.Module | None = None  # the trained plain model (eval mode, CPU), on every rank
     seconds: float = 0.0               # wall time of this call
 
 
@@ -207,7 +209,7 @@ def fit(config: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | Non
                              "processes")
         # Check the run directory and read the checkpoint (rank 0) before anything is built or written.
         run, ckpt = D.run_on_main(lambda: _open_run(cfg), ctx)
-        branches = [] if cfg.corruptions.strip().lower() == "none" else data.parse_branches(cfg.corruptions)
+        branches = data.parse_branches(cfg.corruptions)  # [] for "none"
         severities = data.parse_severities(cfg.severities)
         train_ds, test_ds, spec = _datasets(cfg)
         job = _build(cfg, ctx, device, spec, num_branches=len(branches) if cfg.mode == "auxiliary" else 0)
@@ -265,7 +267,8 @@ def fit(config: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | Non
             stop.restore()
 
         # Export the plain model, then measure its robustness (rank 0 only).
-        result = RunResult(run_dir=None, model_path=None, test_acc=test_acc, metrics=metrics)
+        result = RunResult(run_dir=None, model_path=None, test_acc=test_acc, metrics=metrics,
+                           model=job.net.strip().cpu().eval())
         if ctx.is_main:
             result = _finish(cfg, run, job, branches, test_ds, test_loader, result)
         D.barrier(ctx)
@@ -466,12 +469,12 @@ def _finish(cfg: TrainConfig, run: RunDir, job: _Job, branches, test_ds, test_lo
 
     if math.isnan(result.test_acc):  # resumed after the last epoch: measure again
         result.test_acc = _accuracy(job, test_loader)
-    seen = sorted({name for branch in branches for name in branch})
+    seen = [name for branch in branches for name in branch]  # parse_branches keeps names unique
     spec = job.spec
     meta = {"dataset": cfg.dataset, "image_size": spec.image_size, "mode": cfg.mode, "seed": cfg.seed,
             "corruptions": cfg.corruptions if branches else "none", "seen_corruptions": seen,
             "epochs": cfg.epochs, "test_acc": result.test_acc}
-    save_model(run.model_path, job.net.strip().cpu().eval(), model_name=cfg.model,
+    save_model(run.model_path, result.model, model_name=cfg.model,
                num_classes=spec.num_classes, mean=spec.mean, std=spec.std, meta=meta)
     result.run_dir, result.model_path = run.path, run.model_path
     if cfg.eval:
@@ -486,15 +489,18 @@ def _robustness(cfg: TrainConfig, run: RunDir, test_ds, device: torch.device, se
     from auxtrain.export import load_model
     from corruptions import get_corruption_names
 
-    model = load_model(run.model_path, device=device)
     root = cfg.eval_root
+    names = [n for item in cfg.eval_corruptions.split(",") if item.strip()
+             for n in (get_corruption_names(item.strip()) if item.strip() in _SUBSETS else [item.strip()])]
+    severities = list(parse_severities(cfg.eval_severities))
     if root is None:
         ds = _subset(test_ds, cfg.eval_size, cfg.seed)
         images, labels = zip(*(ds[i] for i in range(len(ds))), strict=True)
-        root = evaluation.generate_corrupted_testset(
-            torch.stack(images), torch.as_tensor(labels), run.path / "corrupted_test",
-            names=get_corruption_names(cfg.eval_corruptions),
-            severities=list(parse_severities(cfg.eval_severities)), seed=cfg.seed, device=device)
-    errors = evaluation.corruption_errors(model, root, device=device)
-    evaluation.write_report(errors, run.path, seen=seen)
+        root = evaluation.generate_corrupted_testset(torch.stack(images), torch.as_tensor(labels),
+                                                     run.path / "corrupted_test", names=names,
+                                                     severities=severities, seed=cfg.seed, device=device)
+    errors = evaluation.corruption_errors(load_model(run.model_path, device=device), root, names, severities,
+                                          device=device, progress=cfg.progress)
+    evaluation.write_report(errors, run.path, seen=seen, title=f"{cfg.dataset} {cfg.model} ({cfg.mode}, "
+                            f"corruptions: {cfg.corruptions})")
     return errors

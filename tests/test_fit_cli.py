@@ -1,0 +1,120 @@
+"""`auxtrain fit` from the command line: flags and config files, bad input, resume after SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from auxtrain.cli import main
+
+TINY = ["--dataset", "shapes", "--train-size", "128", "--test-size", "32", "--batch-size", "64",
+        "--model", "resnet20", "--no-progress", "--no-eval"]
+
+
+def _run_cli(argv, capsys):
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_fit_from_config_file_with_flag_overrides(tmp_path, capsys):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("epochs: 1\ncorruptions: none\nlr: 0.05\nseed: 3\n")
+    out = tmp_path / "run"
+    code, stdout, _ = _run_cli(["fit", "-c", str(cfg), *TINY, "--seed", "4", "--out", str(out)], capsys)
+    assert code == 0
+    assert "epoch   1" in stdout and "clean test accuracy" in stdout
+    saved = yaml.safe_load((out / "config.yaml").read_text())["config"]
+    assert (saved["lr"], saved["seed"], saved["epochs"], saved["corruptions"]) == (0.05, 4, 1, "none")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--dataset", "mnist"], "unknown dataset 'mnist'"),
+    (["--model", "resnet7"], "unknown model name 'resnet7'"),
+    (["--corruptions", "gaussian_nois"], "gaussian_nois"),
+    (["--dataset", "cifar10", "--data-root", "{tmp}/nothing"], "{tmp}/nothing"),
+])
+def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, capsys, argv, message):
+    out = tmp_path / "run"
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    code, _, err = _run_cli(["fit", *TINY, "--epochs", "1", *argv, "--out", str(out)], capsys)
+    assert code == 2
+    assert message.replace("{tmp}", str(tmp_path)) in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_non_empty_out_is_refused_and_left_alone(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    code, _, err = _run_cli(["fit", *TINY, "--epochs", "1", "--out", str(out)], capsys)
+    assert code == 2 and "--resume" in err and "--overwrite" in err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_resume_from_a_damaged_checkpoint_fails_without_overwriting(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["fit", *TINY, "--epochs", "1", "--corruptions", "none", "--out", str(out)]) == 0
+    ckpt = out / "checkpoint_last.pt"
+    data = ckpt.read_bytes()
+    for damaged in (data[: len(data) // 3], b"\x00garbage" * 100):  # truncated, corrupt
+        ckpt.write_bytes(damaged)
+        before = {p.name: p.read_bytes() for p in out.iterdir()}
+        capsys.readouterr()
+        code, _, err = _run_cli(["fit", "--resume", "--out", str(out), "--epochs", "2"], capsys)
+        assert code == 2 and str(ckpt) in err and "corrupt or truncated" in err
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def _fit_process(out, *extra):
+    argv = [sys.executable, "-m", "auxtrain", "fit", *TINY, "--train-size", "256", "--epochs", "3",
+            "--corruptions", "noise", "--out", str(out), *extra]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _weights(path):
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state.get("state_dict", state)
+
+
+@pytest.mark.slow
+def test_run_killed_with_sigkill_and_resumed_ends_bit_identical(tmp_path):
+    reference = _fit_process(tmp_path / "reference")
+    killed = _fit_process(tmp_path / "killed")
+    ckpt = tmp_path / "killed" / "checkpoint_last.pt"
+    deadline = time.time() + 120
+    while not ckpt.exists():  # wait for the first epoch's checkpoint, then kill mid-way through epoch 2
+        assert killed.poll() is None, killed.communicate()
+        assert time.time() < deadline, "no checkpoint after 120 s"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert not (tmp_path / "killed" / "model_plain.pt").exists()
+    argv = [sys.executable, "-m", "auxtrain", "fit", "--resume", "--out", str(tmp_path / "killed")]
+    resumed = subprocess.run(argv,
+                             capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert resumed.returncode == 0, resumed.stderr
+    assert reference.wait() == 0, reference.communicate()
+    a = _weights(tmp_path / "reference" / "model_plain.pt")
+    b = _weights(tmp_path / "killed" / "model_plain.pt")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = (tmp_path / "killed" / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]  # the replayed epoch is logged once
+
+
+def test_list_commands(capsys):
+    code, out, _ = _run_cli(["list-models", "resnet2*"], capsys)
+    assert code == 0 and out.split() == ["resnet20"]
+    code, out, _ = _run_cli(["list-corruptions"], capsys)
+    assert code == 0 and "gaussian_noise" in out and out.startswith("noise")
+    assert main(["list-models", "nothing*"]) == 2

@@ -1,0 +1,303 @@
+"""Tests of the training machinery: schedule, run directory, checkpoints, config files, fit()."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from auxtrain.checkpoint import load_checkpoint, save_checkpoint
+from auxtrain.config import load_config_file, merge_config
+from auxtrain.run_dir import RunDir
+from auxtrain.schedule import is_stage_two, learning_rate, stage_two_epoch, step_milestones
+
+# ---------------------------------------------------------------- schedule
+
+
+def test_step_schedule_matches_the_authors_recipe_at_210_epochs():
+    assert step_milestones(210) == [60, 140, 180]
+    lrs = [learning_rate(e, base_lr=0.1, epochs=210) for e in (0, 59, 60, 139, 140, 179, 180, 209)]
+    assert lrs == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001, 0.0001, 0.0001])
+    assert stage_two_epoch(210) == 180 and not is_stage_two(179, 210) and is_stage_two(180, 210)
+
+
+def test_schedule_scales_with_the_number_of_epochs():
+    assert step_milestones(21) == [6, 14, 18]
+    assert stage_two_epoch(21) == 18
+    assert stage_two_epoch(21, start=3) == 3
+    assert learning_rate(14, base_lr=1.0, epochs=21) == pytest.approx(0.01)
+
+
+def test_cosine_and_constant_schedules():
+    assert learning_rate(0, base_lr=0.1, epochs=10, schedule="cosine") == pytest.approx(0.1)
+    assert learning_rate(5, base_lr=0.1, epochs=10, schedule="cosine") == pytest.approx(0.05)
+    assert learning_rate(9, base_lr=0.1, epochs=10, schedule="constant") == 0.1
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        learning_rate(0, base_lr=0.1, epochs=10, schedule="linear")
+    with pytest.raises(ValueError, match="epochs"):
+        step_milestones(0)
+
+
+# ---------------------------------------------------------------- run directory
+
+
+def test_run_dir_refuses_a_non_empty_directory(tmp_path):
+    (tmp_path / "something.txt").write_text("x")
+    with pytest.raises(ValueError, match="already exists and is not empty.*--resume.*--overwrite"):
+        RunDir(tmp_path)
+    with pytest.raises(ValueError, match="cannot resume"):
+        RunDir(tmp_path, resume=True)
+    RunDir(tmp_path, overwrite=True)  # allowed
+    RunDir(tmp_path / "new")  # a missing directory is fine and not created yet
+    assert not (tmp_path / "new").exists()
+
+
+def test_run_dir_writes_config_and_metrics_and_truncates_replayed_epochs(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.prepare()
+    run.write_config({"epochs": 3, "lr": 0.1}, seed=7)
+    assert run.read_config() == {"epochs": 3, "lr": 0.1}
+    text = run.config_path.read_text()
+    assert "seed: 7" in text and "torch:" in text
+    for e in (1, 2, 3):
+        run.append_metrics({"epoch": e, "lr": 0.1, "loss": 1.0 / e})
+    assert [r["epoch"] for r in run.read_metrics()] == ["1", "2", "3"]
+    with pytest.raises(ValueError, match="unknown metrics columns"):
+        run.append_metrics({"epoch": 4, "bogus": 1})
+    torch.save({}, run.checkpoint_path)
+    resumed = RunDir(tmp_path / "run", resume=True)
+    resumed.prepare(completed_epochs=2)  # the checkpoint is after epoch 2: epoch 3 will run again
+    assert [r["epoch"] for r in resumed.read_metrics()] == ["1", "2"]
+    assert not list(run.path.glob("*.tmp"))
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def _state():
+    return {"epoch": 2, "step": 0, "model": {"w": torch.arange(4.0)}, "optimizer": {}, "config": {"a": 1},
+            "rng": {"torch": torch.get_rng_state()}}
+
+
+def test_checkpoint_round_trip(tmp_path):
+    path = save_checkpoint(tmp_path / "c.pt", _state())
+    state = load_checkpoint(path)
+    assert state["epoch"] == 2 and torch.equal(state["model"]["w"], torch.arange(4.0))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "not_a_dict", "missing_key"])
+def test_damaged_checkpoint_raises_a_clear_error_naming_the_file(tmp_path, damage):
+    path = save_checkpoint(tmp_path / "c.pt", _state())
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"not a checkpoint at all")
+    elif damage == "not_a_dict":
+        torch.save([1, 2, 3], path)
+    else:
+        state = _state()
+        del state["optimizer"]
+        torch.save(state, path)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match=str(path).replace(".", r"\.")):
+        load_checkpoint(path)
+    assert path.read_bytes() == before
+
+
+# ---------------------------------------------------------------- config files
+
+
+@dataclasses.dataclass
+class _Cfg:
+    epochs: int = 10
+    data_root: str | None = None
+    lr: float = 0.1
+
+
+@pytest.mark.parametrize("suffix,text", [(".yaml", "epochs: 3\ndata-root: d\n"),
+                                         (".toml", 'epochs = 3\ndata_root = "d"\n')])
+def test_config_file_precedence_defaults_file_flags(tmp_path, suffix, text):
+    path = tmp_path / f"c{suffix}"
+    path.write_text(text)
+    cfg = merge_config(_Cfg, load_config_file(path), {"lr": 0.5})
+    assert cfg == _Cfg(epochs=3, data_root="d", lr=0.5)
+    assert merge_config(_Cfg, load_config_file(path), {"epochs": 7}).epochs == 7
+
+
+def test_config_file_rejects_unknown_keys_with_the_valid_names(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("epocs: 3\n")
+    with pytest.raises(ValueError, match=r"option\(s\) epocs; valid options: data_root, epochs, lr"):
+        merge_config(_Cfg, load_config_file(path))
+    with pytest.raises(ValueError, match="does not exist"):
+        load_config_file(tmp_path / "missing.yaml")
+    (tmp_path / "c.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"\.yaml, \.yml or \.toml"):
+        load_config_file(tmp_path / "c.json")
+    (tmp_path / "bad.yaml").write_text("a: [1,\n")
+    with pytest.raises(ValueError, match="could not be parsed"):
+        load_config_file(tmp_path / "bad.yaml")
+
+
+def test_train_config_defaults_follow_the_recipe():
+    from auxtrain.training import TrainConfig
+
+    cfg = TrainConfig(dataset="cifar100").resolved()
+    assert (cfg.lr, cfg.momentum, cfg.weight_decay, cfg.batch_size, cfg.epochs) == (0.1, 0.9, 5e-4, 128, 210)
+    assert (cfg.alpha, cfg.beta, cfg.temperature, cfg.gamma, cfg.nesterov) == (0.05, 0.05, 1.0, 1.0, False)
+    shapes = TrainConfig().resolved()
+    assert shapes.model == "resnet20" and shapes.epochs <= 20 and shapes.out.startswith("runs")
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
+        TrainConfig(dataset="mnist").resolved()
+    with pytest.raises(ValueError, match="mode must be one of auxiliary, augment"):
+        TrainConfig(mode="naive").resolved()
+    assert math.isclose(TrainConfig(epochs=7).resolved().epochs, 7)
+
+
+# ---------------------------------------------------------------- fit() on tiny shapes runs
+
+TINY = {"dataset": "shapes", "train_size": 128, "test_size": 32, "batch_size": 64, "progress": False,
+        "model": "resnet20"}
+
+
+def _tiny(tmp_path, name="run", **kw):
+    from auxtrain.training import TrainConfig
+
+    return TrainConfig(**{**TINY, "epochs": 1, "eval": False, "out": str(tmp_path / name), **kw})
+
+
+def _weights(path):
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state.get("state_dict", state)
+
+
+@pytest.fixture(scope="module")
+def standard_run(tmp_path_factory):
+    """One finished 1-epoch standard-training run, shared (copy it before changing it)."""
+    from auxtrain.training import fit
+
+    return fit(_tiny(tmp_path_factory.mktemp("standard"), corruptions="none", schedule="constant"))
+
+
+def _copy_run(result, tmp_path):
+    import shutil
+
+    shutil.copytree(result.run_dir, tmp_path / "run")
+    return tmp_path / "run"
+
+
+@pytest.mark.slow
+def test_two_epoch_run_writes_every_file_and_the_export_reproduces_the_accuracy(tmp_path):
+    from auxtrain.data import build_datasets
+    from auxtrain.export import load_model
+    from auxtrain.models import create_model
+    from auxtrain.training import fit
+
+    rows = []
+    cfg = _tiny(tmp_path, epochs=2, corruptions="noise,blur", test_size=64, eval=True, eval_size=16,
+                eval_corruptions="gaussian_noise,defocus_blur,fog", eval_severities="1,5")
+    result = fit(cfg, on_epoch=rows.append)
+    run = result.run_dir
+    files = ("config.yaml", "metrics.csv", "checkpoint_last.pt", "model_plain.pt", "report.csv", "report.md")
+    for name in files:
+        assert (run / name).is_file(), name
+    assert not list(run.glob("*.tmp"))
+    metrics = RunDir(run, resume=True).read_metrics()
+    assert [r["epoch"] for r in metrics] == ["1", "2"] and len(rows) == 2
+    for col in ("lr", "stage", "loss", "ce", "aux_ce", "distill", "tying", "train_acc", "test_acc"):
+        assert metrics[-1][col] != "", col
+    assert float(metrics[-1]["test_acc"]) == pytest.approx(result.test_acc)
+    config = RunDir(run, resume=True).read_config()
+    assert config["epochs"] == 2 and config["seed"] == 0 and config["corruptions"] == "noise,blur"
+
+    # The export: a weights_only file whose state dict loads strictly into a fresh backbone ...
+    create_model("resnet20", num_classes=10).load_state_dict(_weights(run / "model_plain.pt"), strict=True)
+    # ... and, through load_model (normalisation included), gives the recorded clean test accuracy.
+    model = load_model(run / "model_plain.pt")
+    assert model.meta["seen_corruptions"][:3] == ["gaussian_noise", "shot_noise", "impulse_noise"]
+    _, test_ds, _ = build_datasets("shapes", seed=0, train_size=128, test_size=64)
+    images = torch.stack([test_ds[i][0] for i in range(len(test_ds))]).float() / 255
+    labels = torch.tensor([test_ds[i][1] for i in range(len(test_ds))])
+    with torch.no_grad():
+        acc = 100.0 * (model(images).argmax(1) == labels).float().mean().item()
+    assert acc == pytest.approx(result.test_acc)
+    report = result.report
+    assert {"gaussian_noise", "defocus_blur", "fog"} <= set(report["corruption"])
+    assert set(report["severity"]) >= {1, 5}
+
+
+def test_standard_training_run(standard_run):
+    row = standard_run.metrics[0]
+    assert "aux_ce" not in row and "distill" not in row and math.isfinite(row["loss"])
+    assert (standard_run.run_dir / "model_plain.pt").is_file()
+    assert [n for n, _ in standard_run.model.named_modules() if "aux" in n] == []
+
+
+def test_augment_baseline_runs(tmp_path):
+    from auxtrain.training import fit
+
+    result = fit(_tiny(tmp_path, mode="augment", corruptions="gaussian_noise"))
+    row = result.metrics[0]
+    assert "aux_ce" not in row and math.isfinite(row["loss"]) and 0 <= row["train_acc"] <= 100
+
+
+@pytest.mark.slow
+def test_mid_epoch_ctrl_c_saves_and_resume_ends_bit_identical(tmp_path, monkeypatch):
+    """Ctrl-C in the middle of the epoch saves a mid-epoch checkpoint; resuming gives the same weights."""
+    import os
+    import signal
+
+    import auxtrain.data as data
+    from auxtrain.training import fit
+
+    options = {"train_size": 192, "corruptions": "gaussian_noise"}
+    reference = fit(_tiny(tmp_path, "reference", **options))
+    real_make_views, calls = data.make_views, []
+
+    def make_views_then_ctrl_c(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # during the second of three steps
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_make_views(*args, **kwargs)
+
+    monkeypatch.setattr(data, "make_views", make_views_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        fit(_tiny(tmp_path, "interrupted", **options))
+    ckpt = torch.load(tmp_path / "interrupted" / "checkpoint_last.pt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["step"]) == (0, 2)
+    assert not (tmp_path / "interrupted" / "model_plain.pt").exists()
+    monkeypatch.setattr(data, "make_views", real_make_views)
+    resumed = fit(_tiny(tmp_path, "interrupted", resume=True, **options))
+    a, b = _weights(reference.model_path), _weights(resumed.model_path)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.metrics[0]["loss"] == pytest.approx(reference.metrics[0]["loss"], rel=1e-12)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(standard_run, tmp_path, monkeypatch):
+    from auxtrain.losses import AuxiliaryLoss
+    from auxtrain.training import fit
+
+    run = _copy_run(standard_run, tmp_path)
+    before = (run / "checkpoint_last.pt").read_bytes()
+    real_forward = AuxiliaryLoss.forward
+
+    def nan_forward(self, *args, **kwargs):
+        total, terms = real_forward(self, *args, **kwargs)
+        return total * float("nan"), terms
+
+    monkeypatch.setattr(AuxiliaryLoss, "forward", nan_forward)
+    from auxtrain.training import NonFiniteLossError
+
+    with pytest.raises(NonFiniteLossError, match="loss became nan at epoch 2.*checkpoint"):
+        fit(_tiny(tmp_path, corruptions="none", schedule="constant", epochs=2, resume=True))
+    assert (run / "checkpoint_last.pt").read_bytes() == before
+
+
+def test_resume_refuses_changed_training_options(standard_run, tmp_path):
+    from auxtrain.training import fit
+
+    _copy_run(standard_run, tmp_path)
+    with pytest.raises(ValueError, match="changed options lr"):
+        fit(_tiny(tmp_path, corruptions="none", schedule="constant", lr=0.5, resume=True))
