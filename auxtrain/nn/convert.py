@@ -99,7 +99,9 @@ def _replace(
     new = fn(module)
     memo[id(module)] = new
     if new is module:
-        for name, child in list(module.named_children()):
+        for name, child in list(module._modules.items()):  # named_children() skips repeated layers
+            if child is None:
+                continue
             replaced = _replace(child, fn, memo)
             if replaced is not child:
                 setattr(module, name, replaced)

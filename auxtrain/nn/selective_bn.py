@@ -144,14 +144,18 @@ class _DomainBatchNorm(torch.autograd.Function):
             grad_w = sum(p[1] for p in parts) if mask[1] else None
             grad_b = sum(p[2] for p in parts) if mask[2] else None
             return grad_x, grad_w, grad_b, None, None, None
+        # The out= kernel fills every output it is given, so ask for all three (the affine ones are
+        # per-channel sums, cheap); a layer without affine parameters is normalised with weight 1.
+        if weight is None:
+            weight = save_mean.new_ones(x.shape[1])
         grad_x = torch.empty_like(x, memory_format=ctx.fmt)
-        grad_wb = save_mean.new_zeros(2, len(sizes), x.shape[1])
+        grad_wb = weight.new_zeros(2, len(sizes), x.shape[1])
         for d, sl in bounds:
             torch.ops.aten.native_batch_norm_backward.out(
-                grad[sl], x[sl], weight, None, None, save_mean[d], save_invstd[d], True, eps, mask,
-                out0=grad_x[sl], out1=grad_wb[0, d], out2=grad_wb[1, d],
+                grad[sl], x[sl], weight, None, None, save_mean[d], save_invstd[d], True, eps,
+                [True, True, True], out0=grad_x[sl], out1=grad_wb[0, d], out2=grad_wb[1, d],
             )
-        grad_w, grad_b = grad_wb.sum(1).to(x.dtype if weight is None else weight.dtype).unbind(0)
+        grad_w, grad_b = grad_wb.sum(1).unbind(0)
         return (
             grad_x if mask[0] else None,
             grad_w if mask[1] else None,
