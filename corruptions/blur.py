@@ -263,10 +263,14 @@ def _zoom_blur_operator(h: int, w: int, factors: tuple[float, ...], device: str)
                 rows.append(out.reshape(-1))
                 cols.append((yi[:, None] * w + xi[None, :]).reshape(-1))
                 vals.append((wyy[:, None] * wxx[None, :]).reshape(-1))
-    idx = torch.from_numpy(np.stack([np.concatenate(rows), np.concatenate(cols)]))
-    val = torch.from_numpy(np.concatenate(vals) / (len(factors) + 1)).float()
-    op = torch.sparse_coo_tensor(idx, val, (h * w, h * w), check_invariants=True)
-    return op.coalesce().to(device)
+    # Sum duplicate entries in numpy (torch's coalesce is slow on CPU), sorted row-major.
+    key = np.concatenate(rows) * (h * w) + np.concatenate(cols)
+    uniq, inverse = np.unique(key, return_inverse=True)
+    val = np.bincount(inverse, weights=np.concatenate(vals)) / (len(factors) + 1)
+    idx = torch.from_numpy(np.stack([uniq // (h * w), uniq % (h * w)]))
+    op = torch.sparse_coo_tensor(idx, torch.from_numpy(val).float(), (h * w, h * w),
+                                 check_invariants=True, is_coalesced=True)
+    return op.to(device)
 
 
 def _zoom_factors(end: float, step: float) -> tuple[float, ...]:

@@ -106,15 +106,18 @@ def _resize_axis(size: int, out: int, inv_scale: float):
 def _resize_texture(tex: torch.Tensor, scale: float, min_h: int, min_w: int) -> torch.Tensor:
     """cv2.resize(tex, (0, 0), fx=scale, fy=scale) (bilinear, rounded to uint8); if the result
     cannot hold an (min_h, min_w) crop, upscale to fit x 1.1 (bicubic), as imagecorruptions does."""
-    t = tex.float()
+    t = tex
     _, h, w = t.shape
     oh, ow = int(round(h * scale)), int(round(w * scale))
-    for axis, size, out in ((1, h, oh), (2, w, ow)):
-        i0, i1, wt = (torch.as_tensor(a) for a in _resize_axis(size, out, scale))
-        shape = [1, 1, 1]
-        shape[axis] = out
-        t = torch.lerp(t.index_select(axis, i0), t.index_select(axis, i1), wt.float().view(shape))
-    t = torch.round(t)
+    if (oh, ow) != (h, w):
+        for axis, size, out in ((1, h, oh), (2, w, ow)):
+            i0, i1, wt = (torch.as_tensor(a) for a in _resize_axis(size, out, scale))
+            shape = [1, 1, 1]
+            shape[axis] = out
+            a, b = t.index_select(axis, i0).float(), t.index_select(axis, i1).float()
+            t = torch.lerp(a, b, wt.float().view(shape))
+        t = torch.round(t)
+    t = t.float()
     if t.shape[1] <= min_h or t.shape[2] <= min_w:
         factor = 1.1 * max(min_h / t.shape[1], min_w / t.shape[2], 1.0)
         size = (int(np.ceil(t.shape[1] * factor)), int(np.ceil(t.shape[2] * factor)))
