@@ -210,7 +210,7 @@ def scan_image_folder(folder: str | os.PathLike) -> tuple[list[tuple[Path, int]]
              if p.suffix.lower() in IMAGE_EXTENSIONS]
     if not items:
         raise ValueError(f"{folder} holds no images in class folders (class/image{IMAGE_EXTENSIONS[0]}); "
-                         f"check the path")
+                         f"check the path (a CIFAR pickle folder needs --clean-dataset cifar10/cifar100)")
     return items, classes
 
 
