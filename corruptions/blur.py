@@ -319,8 +319,9 @@ def _line_blur(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tensor) 
     n, c, h, w = x.shape
     width = 2 * int(radius) + 1
     taps = torch.arange(width, dtype=torch.float64)
-    k = torch.exp(-(taps**2) / (2 * float(sigma) ** 2))
-    k = (k / k.sum()).to(x.device)
+    k_host = torch.exp(-(taps**2) / (2 * float(sigma) ** 2))
+    k_host = k_host / k_host.sum()
+    k = k_host.to(x.device)
     a = torch.deg2rad(angle.to(x.device, torch.float64))
     ti = taps.to(x.device)[None, :]
     dy = -torch.ceil(ti * torch.sin(a)[:, None] - 0.5).long()  # (n, width)
@@ -335,10 +336,9 @@ def _line_blur(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tensor) 
     # Reused buffers: fresh multi-MB tensors per tap cost more than the gathers themselves on CPU.
     buf = torch.empty_like(flat)
     idx = torch.empty(n, h, w, dtype=torch.long, device=x.device)
-    for i in range(width):
-        if not bool(valid[:, i].any()):
-            break
-        if float(k[i]) < 1e-7:  # tail taps: together < 0.001 grey level, skipped for speed
+    used = int(valid.sum(1).max())  # taps before every image's break (one device sync)
+    for i in range(used):
+        if float(k_host[i]) < 1e-7:  # tail taps: together < 0.001 grey level, skipped for speed
             continue
         rows = (ys[None, :] - dy[:, i, None]).clamp_(0, h - 1)  # (n, h)
         cols = (xs[None, :] - dx[:, i, None]).clamp_(0, w - 1)  # (n, w)
