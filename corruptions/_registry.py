@@ -23,6 +23,10 @@ Kernel contract (kernels in noise.py, blur.py, ... rely on it):
   reference's ``np.uint8`` cast. A kernel may quantise internally where the reference does
   (e.g. glass_blur's uint8 cast, JPEG).
 
+8-bit kernels (``register(..., uint8=True)``, for corruptions whose reference works on PIL uint8
+images: jpeg_compression, pixelate) instead receive a uint8 batch (n, 3, H, W) 0..255 (float
+input rounded to 8 bits first), which they must NOT modify in place, and return a uint8 batch.
+
 CONTRACT CHANGE (additive, 20:40): ``register`` also accepts ``interpolation=`` (one mode per
 parameter position: "auto", "linear", "log" or "nearest"; see ``corruptions._params``), scalar
 table entries (wrapped into 1-tuples) and entries that are not numbers (always "nearest").
@@ -72,6 +76,7 @@ class CorruptionSpec:
     deterministic: bool = False  # True when the output depends on no random draw
     # How each parameter position is interpolated between the two tables (see _params).
     interpolation: tuple[str, ...] = ()
+    uint8: bool = False  # the kernel takes and returns uint8 0..255 batches (see the contract above)
 
 
 _REGISTRY: dict[str, CorruptionSpec] = {}
@@ -96,6 +101,7 @@ def register(
     integer_params: Sequence[int] = (),
     deterministic: bool = False,
     interpolation: Sequence[str] | None = None,
+    uint8: bool = False,
 ) -> Callable[[Kernel], Kernel]:
     """Decorator declaring a corruption's kernel and its severity tables."""
     if name not in FAMILY_OF:
@@ -122,7 +128,7 @@ def register(
             raise ValueError(f"corruption {name!r} registered twice")
         _REGISTRY[name] = CorruptionSpec(
             name, table_family, table_family != "extra", cifar_rows, imagenet_rows,
-            kernel, tuple(integer_params), deterministic, modes,
+            kernel, tuple(integer_params), deterministic, modes, bool(uint8),
         )
         return kernel
 

@@ -168,20 +168,27 @@ def _corrupt_batch(
     n, _, height, width = batch.shape
     if n == 0:
         return batch.clone()
-    kernel = get_spec(name).kernel
+    spec = get_spec(name)
     gen = _torch_generator(generator, batch.device)
-    # A private contiguous float32 copy: kernels may work on it in place.
-    x = batch.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
-    if batch.dtype == torch.uint8:
-        x = x.div_(255.0)
+    if spec.uint8:
+        # 8-bit kernels (the reference works on PIL uint8 images): float input is rounded first.
+        x = batch if batch.dtype == torch.uint8 else batch.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+        x = x.contiguous()
+    else:
+        # A private contiguous float32 copy: kernels may work on it in place.
+        x = batch.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
+        if batch.dtype == torch.uint8:
+            x = x.div_(255.0)
     if isinstance(severity, int):
-        out = kernel(x, resolve_params(name, severity, height, width, profile), gen)
+        out = spec.kernel(x, resolve_params(name, severity, height, width, profile), gen)
     else:
         out = torch.empty_like(x)
         for s in torch.unique(severity).tolist():  # ascending: a fixed draw order
             index = (severity == s).nonzero().squeeze(1).to(batch.device)
             params = resolve_params(name, int(s), height, width, profile)
-            out[index] = kernel(x[index], params, gen).to(out.dtype)
+            out[index] = spec.kernel(x[index], params, gen).to(out.dtype)
+    if spec.uint8:
+        return out if batch.dtype == torch.uint8 else out.to(batch.dtype).div_(255.0)
     # ``out`` is the kernel's fresh result (or the private copy), so in-place ops are safe.
     if batch.dtype == torch.uint8:
         return out.mul_(255.0).add_(_TRUNCATION_EPS).clamp_(0.0, 255.0).to(torch.uint8)

@@ -1,6 +1,7 @@
 """Digital corruptions computed on 8-bit pixels: jpeg_compression and pixelate.
 
-Both references work on PIL uint8 images, so these kernels first round the batch to 8 bits.
+Both references work on PIL uint8 images, so both are 8-bit kernels (``register(uint8=True)``):
+they get and return uint8 batches, and float input is rounded to 8 bits first.
 """
 
 from __future__ import annotations
@@ -13,11 +14,6 @@ import numpy as np
 import torch
 
 from ._registry import register
-
-
-def _to_uint8(x: torch.Tensor) -> torch.Tensor:
-    return x.mul(255.0).round_().clamp_(0.0, 255.0).to(torch.uint8)
-
 
 # --------------------------------------------------------------------------------------------
 # jpeg_compression
@@ -51,6 +47,7 @@ def _jpeg_round_trip_pil(images: torch.Tensor, quality: int) -> torch.Tensor:
     imagenet=(25, 18, 15, 10, 7),
     integer_params=(0,),
     deterministic=True,
+    uint8=True,
 )
 def jpeg_compression_tensor(x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
     """Encode as JPEG at quality c and decode (libjpeg via torchvision.io, 4:2:0 chroma, like PIL).
@@ -59,12 +56,12 @@ def jpeg_compression_tensor(x: torch.Tensor, params: tuple, generator: torch.Gen
     fallback when torchvision was built without its image codecs.
     """
     (quality,) = params
-    images = _to_uint8(x).cpu()
+    images = x.cpu()
     try:
         decoded = _jpeg_round_trip_torchvision(images, int(quality))
     except (RuntimeError, ImportError, AttributeError):  # pragma: no cover - codec-less torchvision
         decoded = _jpeg_round_trip_pil(images, int(quality))
-    return decoded.to(x.device, torch.float32).div_(255.0)
+    return decoded.to(x.device)
 
 
 # --------------------------------------------------------------------------------------------
@@ -72,40 +69,48 @@ def jpeg_compression_tensor(x: torch.Tensor, params: tuple, generator: torch.Gen
 
 
 @lru_cache(maxsize=64)
-def _pil_box_weights(in_size: int, out_size: int) -> torch.Tensor:
-    """(out_size, in_size) resampling matrix of PIL's ``Image.BOX`` filter along one axis.
+def _pil_box_windows(in_size: int, out_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(lo, hi, weight) per output pixel of PIL's ``Image.BOX`` downscaling along one axis.
 
-    PIL samples the box at input pixel centres (weights 0 or 1, normalised), so downscaling
-    averages the input pixels whose centre falls in the output pixel's box and upscaling picks
-    input pixel floor((i + 0.5) * in / out), i.e. nearest neighbour.
+    PIL samples the box at input pixel centres, so output pixel i averages the contiguous inputs
+    lo[i] .. hi[i] - 1 with equal weights 1 / k, which it stores in 8-bit mode as the fixed-point
+    integer weight[i] = floor(0.5 + 2**22 / k) (22 precision bits).
     """
     scale = in_size / out_size
     filterscale = max(scale, 1.0)
     support = 0.5 * filterscale
-    weights = np.zeros((out_size, in_size))
+    lo, hi, weight = [], [], []
     for i in range(out_size):
         center = (i + 0.5) * scale
-        lo = max(int(center - support + 0.5), 0)
-        hi = min(int(center + support + 0.5), in_size)
-        pos = (np.arange(lo, hi) - center + 0.5) / filterscale
-        w = ((pos > -0.5) & (pos <= 0.5)).astype(np.float64)
-        weights[i, lo:hi] = w / w.sum()
-    return torch.from_numpy(weights).to(torch.float32)
+        xmin = max(int(center - support + 0.5), 0)
+        xmax = min(int(center + support + 0.5), in_size)
+        pos = (np.arange(xmin, xmax) - center + 0.5) / filterscale
+        inside = np.flatnonzero((pos > -0.5) & (pos <= 0.5)) + xmin
+        lo.append(inside[0])
+        hi.append(inside[-1] + 1)
+        weight.append(int(0.5 + (1 << 22) / len(inside)))
+    as_tensor = lambda v: torch.tensor(v, dtype=torch.int64)  # noqa: E731
+    return as_tensor(lo), as_tensor(hi), as_tensor(weight)
 
 
-def _pil_box_resize(u: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """PIL ``resize((width, height), Image.BOX)`` of 0..255 values: horizontal pass, round, vertical, round.
+def _box_rows(u: torch.Tensor, out_size: int) -> torch.Tensor:
+    """PIL BOX downscaling of int32 pixels along dim -2, with PIL's fixed-point mean.
 
-    PIL rounds each pass to uint8 (half up); the weights here are 1/k, so float32 arithmetic
-    reproduces its fixed-point results.
+    Window sums are built row by row: the first row of every window, then the second row of the
+    windows that have one, ... (windows hold at most ceil(in / out) + 1 rows). Rows (dim -2)
+    because gathers there copy contiguous memory; along the last dim they are several times
+    slower, so callers transpose instead.
     """
-    wh = _pil_box_weights(u.shape[-1], width).to(u.device)
-    wv = _pil_box_weights(u.shape[-2], height).to(u.device)
-    if wh.shape[0] != wh.shape[1] or not torch.equal(wh, torch.eye(wh.shape[0], device=u.device)):
-        u = torch.matmul(u, wh.T).add_(0.5).floor_()
-    if wv.shape[0] != wv.shape[1] or not torch.equal(wv, torch.eye(wv.shape[0], device=u.device)):
-        u = torch.matmul(wv, u).add_(0.5).floor_()
-    return u
+    in_size = u.shape[-2]
+    if in_size == out_size:
+        return u
+    lo, hi, weight = _pil_box_windows(in_size, out_size)
+    sums = u.index_select(-2, lo.to(u.device))
+    for j in range(1, int((hi - lo).max())):
+        windows = torch.nonzero(lo + j < hi).squeeze(1)
+        sums.index_add_(-2, windows.to(u.device), u.index_select(-2, (lo[windows] + j).to(u.device)))
+    # sum * weight <= 255 * 2**22 (+ rounding): fits in int32
+    return (sums.mul_(weight.to(torch.int32).to(u.device)[:, None]).add_(1 << 21)) >> 22
 
 
 def _upscale_indices(in_size: int, out_size: int, incremental: bool) -> torch.Tensor:
@@ -126,10 +131,18 @@ def _upscale_indices(in_size: int, out_size: int, incremental: bool) -> torch.Te
     return torch.from_numpy(np.clip(index, 0, in_size - 1))
 
 
-def _upscale(u: torch.Tensor, height: int, width: int, incremental: bool) -> torch.Tensor:
-    rows = _upscale_indices(u.shape[-2], height, incremental).to(u.device)
-    cols = _upscale_indices(u.shape[-1], width, incremental).to(u.device)
-    return u.index_select(-2, rows).index_select(-1, cols)
+def _pil_pixelate(u: torch.Tensor, small_h: int, small_w: int, incremental: bool) -> torch.Tensor:
+    """PIL ``resize((small_w, small_h), BOX)`` then ``resize((W, H), BOX or NEAREST)``, bit-exact.
+
+    PIL's BOX pass runs horizontally first, rounding to uint8, then vertically. The upscale only
+    copies pixels, so it commutes with the other axis' pass: horizontal down + up run on the
+    transposed image (as row operations), then vertical down + up.
+    """
+    height, width = u.shape[-2:]
+    t = _box_rows(u.transpose(-1, -2).contiguous(), small_w)
+    t = t.index_select(-2, _upscale_indices(small_w, width, incremental).to(u.device))
+    v = _box_rows(t.transpose(-1, -2).contiguous(), small_h)
+    return v.index_select(-2, _upscale_indices(small_h, height, incremental).to(u.device))
 
 
 @register(
@@ -139,6 +152,7 @@ def _upscale(u: torch.Tensor, height: int, width: int, incremental: bool) -> tor
     imagenet=((0.6, 1), (0.5, 1), (0.4, 1), (0.3, 1), (0.25, 1)),
     interpolation=("auto", "nearest"),
     deterministic=True,
+    uint8=True,
 )
 def pixelate_tensor(x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
     """Box-downscale by c (to int(W c) x int(H c)), then upscale back to H x W, as PIL does.
@@ -149,6 +163,4 @@ def pixelate_tensor(x: torch.Tensor, params: tuple, generator: torch.Generator) 
     c, nearest = params
     height, width = x.shape[-2:]
     small_h, small_w = max(int(height * c), 1), max(int(width * c), 1)
-    u = _to_uint8(x).to(torch.float32)
-    small = _pil_box_resize(u, small_h, small_w)
-    return _upscale(small, height, width, incremental=bool(nearest)).div_(255.0)
+    return _pil_pixelate(x.to(torch.int32), small_h, small_w, bool(nearest)).to(torch.uint8)
