@@ -199,6 +199,9 @@ def test_routing_is_restored_after_nesting_and_exceptions():
             raise RuntimeError("boom")
         assert all(layer._route.sizes == (6, 6) for layer in layers)
     assert all(layer._route is None for layer in layers)
+    with route_domains(model, sizes=[6, 6]):
+        copied = copy.deepcopy(model)
+    assert copied[0]._route is None and copied[2]._route is None
     ref = copy.deepcopy(model)
     for m in (model, ref):
         m.eval()

@@ -177,13 +177,21 @@ class SelectiveBatchNorm2d(nn.BatchNorm2d):
 
     Eval: domain 0's running statistics, i.e. plain BatchNorm2d; in ``per_domain`` mode, inside a
     route, each sample uses its own domain's running statistics. Outside any route the layer is
-    exactly ``nn.BatchNorm2d``. Equal chunk sizes take a vectorised path (no Python loop over
-    domains); low-precision inputs (float16/bfloat16, e.g. under autocast) are normalised with
-    float32 statistics and returned in their own dtype.
+    exactly ``nn.BatchNorm2d``.
 
-    Under DistributedDataParallel the statistics are per process, as with BatchNorm2d (this is not
-    a SyncBatchNorm). ``nn.DataParallel`` splits the batch across replicas and cannot be routed;
-    use DDP.
+    Speed: in eager mode all domains go through one autograd node that calls ATen's batch-norm
+    kernels (the ones BatchNorm2d uses) once per domain, writing into a single output and a single
+    input gradient, so each domain's numbers are bitwise BatchNorm2d's and nothing is copied or
+    concatenated. Under ``torch.compile`` the layer switches to plain tensor ops (for equal sizes
+    one ``var_mean`` over a (D, B, C, H, W) view, no loop over domains) that compile without graph
+    breaks. float16/bfloat16 inputs (e.g. under autocast) are normalised with float32 statistics
+    and returned in their own dtype, as BatchNorm2d does. Double backward is supported.
+
+    Distributed: under DistributedDataParallel every process normalises its own share of each
+    domain and keeps its own statistics, exactly like BatchNorm2d (this is not a SyncBatchNorm;
+    DDP's buffer broadcast, if on, copies rank 0's statistics, the per-domain ones included).
+    Route each process's local batch. ``nn.DataParallel`` splits the batch across replicas, so
+    the sizes no longer match and the layer raises; use DDP.
 
     Args:
         num_features: number of channels C of the (N, C, H, W) input.
@@ -236,6 +244,11 @@ class SelectiveBatchNorm2d(nn.BatchNorm2d):
                 "domain_num_batches_tracked", torch.zeros(extra, dtype=torch.long, device=device)
             )
 
+    def __getstate__(self) -> dict:
+        # A copy or pickle made inside a ``with route_domains(...)`` block must not keep the route.
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+        return {**state, "_route": None}
+
     @property
     def per_domain(self) -> bool:
         return self.running_stats == "per_domain"
@@ -274,16 +287,14 @@ class SelectiveBatchNorm2d(nn.BatchNorm2d):
         use_batch_stats = self.training or self.running_mean is None
         if len(sizes) == 1 or not (use_batch_stats or self.per_domain):
             return super().forward(input)  # one domain, or eval with the clean statistics
-        x = input if route.index is None else input.index_select(0, route.perm.to(input.device))
-        if use_batch_stats:
-            y = self._forward_batch_stats(x, sizes)
-        else:
-            y = self._forward_domain_running(x, sizes)
-        if route.index is not None:
-            y = y.index_select(0, route.inv_perm.to(y.device))
-        if not input.is_contiguous() and input.is_contiguous(memory_format=torch.channels_last):
-            y = y.contiguous(memory_format=torch.channels_last)
-        return y
+        if not use_batch_stats:  # per_domain eval: every sample uses its own domain's running statistics
+            return self._forward_domain_running(input, sizes, route.index)
+        if route.index is None:
+            return self._forward_batch_stats(input, sizes)
+        # Index routing: sort the samples by domain, normalise consecutive chunks, put them back.
+        y = self._forward_batch_stats(input.index_select(0, route.perm.to(input.device)), sizes)
+        y = y.index_select(0, route.inv_perm.to(y.device))
+        return y.contiguous(memory_format=_memory_format(input))
 
     def _check_route(self, route: _Route, input: Tensor) -> tuple[int, ...]:
         sizes = route.sizes
@@ -412,8 +423,8 @@ class SelectiveBatchNorm2d(nn.BatchNorm2d):
         rm.lerp_(mean.to(rm.dtype), factor)
         rv.lerp_(unbiased.to(rv.dtype), factor)
 
-    def _forward_domain_running(self, x: Tensor, sizes: tuple[int, ...]) -> Tensor:
-        """Eval in per_domain mode: each chunk uses its own domain's running statistics."""
+    def _forward_domain_running(self, x: Tensor, sizes: tuple[int, ...], index: Tensor | None) -> Tensor:
+        """Eval in per_domain mode: y = x * scale[domain] + shift[domain], per sample."""
         num, c = len(sizes), x.shape[1]
         compute = torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
         rm = torch.cat([self.running_mean.unsqueeze(0), self.domain_running_mean[: num - 1]]).to(compute)
@@ -425,16 +436,16 @@ class SelectiveBatchNorm2d(nn.BatchNorm2d):
         if self.bias is not None:
             shift = shift + self.bias.to(compute)
         xs = x.to(compute)
-        if min(sizes) > 0 and max(sizes) == min(sizes):
+        if index is None and min(sizes) > 0 and max(sizes) == min(sizes):
             xv = xs.unflatten(0, (num, sizes[0]))
             y = torch.addcmul(shift.view(num, 1, c, 1, 1), xv, scale.view(num, 1, c, 1, 1)).flatten(0, 1)
         else:
-            counts = torch.tensor(sizes, device=x.device)
-            scale = scale.repeat_interleave(counts, dim=0, output_size=x.shape[0])
-            shift = shift.repeat_interleave(counts, dim=0, output_size=x.shape[0])
-            y = torch.addcmul(shift[:, :, None, None], xs, scale[:, :, None, None])
-        return y.to(x.dtype)
-
+            if index is None:
+                counts = torch.tensor(sizes, device=x.device)
+                index = torch.arange(num, device=x.device).repeat_interleave(counts, output_size=x.shape[0])
+            index = index.to(x.device)
+            y = torch.addcmul(shift[index][:, :, None, None], xs, scale[index][:, :, None, None])
+        return y.to(x.dtype).contiguous(memory_format=_memory_format(x))
 
 @contextlib.contextmanager
 def route_domains(
@@ -449,8 +460,14 @@ def route_domains(
         index: alternatively, a 1-D integer tensor with one domain id per sample.
 
     Exactly one of ``sizes`` and ``index`` must be given. On exit (also on an exception) each layer
-    gets back the routing it had before, so blocks nest; nothing is stored globally. Batch sizes
-    and domain ids are checked against each layer when it runs (ValueError).
+    gets back the routing it had before, so blocks nest; nothing is stored globally (copies made
+    inside the block do not keep the route). Batch sizes and domain ids are checked against each
+    layer when it runs (ValueError). The routing lives on the layers, so one model must not run
+    under two different routes at the same time (e.g. from two threads).
+
+    Raises:
+        ValueError: neither or both of sizes/index, negative sizes or ids, a non-integer index, or
+            a module without any SelectiveBatchNorm2d (convert it with ``convert_selective_bn``).
 
     Example::
 
