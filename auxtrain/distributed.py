@@ -6,8 +6,20 @@ Gloo on CPU) and picks the process's device. Without those variables (or with WO
 returns a single-process context and every helper here is a no-op, so ``auxtrain fit`` without
 torchrun runs exactly as before.
 
-Batch-norm statistics (plain or SelectiveBatchNorm2d) are computed per process, over the
-process's share of the batch; only rank 0's running statistics are checkpointed and exported.
+How ``fit`` uses it:
+
+- ``--batch-size`` is the global batch; each of the N processes takes batch_size / N images per
+  step from a DistributedSampler (seeded by ``--seed``, ``set_epoch`` every epoch) and corrupts
+  them with its own generator, seeded by (seed, epoch, rank), so ranks draw different views.
+- Gradients are averaged by DistributedDataParallel, so parameters stay identical on all ranks.
+- Batch-norm statistics (plain or SelectiveBatchNorm2d, every domain) are computed per process,
+  over that process's share of each domain's chunk; no SyncBatchNorm. DDP runs with
+  ``broadcast_buffers=False``: broadcasting would only copy rank 0's running statistics to the
+  other ranks before each step, and rank 0's own statistics (the ones checkpointed, evaluated and
+  exported) are the same either way, so the broadcast would be pure communication cost.
+- Only rank 0 writes the run directory, prints, checkpoints and runs the final evaluation. On
+  ``--resume`` rank 0 reads the checkpoint and sends it to every rank (no shared filesystem
+  needed). Ctrl-C under torchrun stops all processes; the last per-epoch checkpoint resumes.
 """
 
 from __future__ import annotations

@@ -202,6 +202,7 @@ def fit(config: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | Non
     cfg = config.resolved()
     ctx, device = D.init_distributed(cfg.device)
     try:
+        cfg.out = D.broadcast_object(cfg.out, ctx)  # a default name carries rank 0's timestamp
         if cfg.amp == "fp16" and device.type != "cuda":
             raise ValueError("amp='fp16' needs CUDA; use --amp bf16 on CPU or no --amp")
         if cfg.batch_size % ctx.world_size:
