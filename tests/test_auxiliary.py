@@ -181,3 +181,21 @@ def test_torchvision_backbone_can_be_wrapped():
     assert main.shape == (2, 4) and aux[0].shape == (2, 4) and len(comps) == 1
     stripped = model.strip()
     create_model("tv_mobilenet_v3_small", 4).load_state_dict(stripped.state_dict(), strict=True)
+
+
+def test_per_domain_running_stats_strip_to_the_clean_statistics():
+    torch.manual_seed(0)
+    plain = create_model("resnet20", NUM_CLASSES).train()
+    model = AuxiliaryModel(copy.deepcopy(plain), num_branches=1, running_stats="per_domain").train()
+    x = _stacked(1, b=4)
+    x[4:] = x[4:] * 5.0 + 3.0
+    model(x)
+    plain(x[:4])
+    stripped = model.strip().eval()
+    for (name, a), b in zip(stripped.state_dict().items(), plain.state_dict().values(), strict=True):
+        if "running" in name:
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    model.eval()
+    with torch.no_grad():
+        y = torch.randn(3, 3, 16, 16)
+        torch.testing.assert_close(stripped(y), model(y), rtol=0, atol=1e-6)
