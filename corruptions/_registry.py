@@ -32,6 +32,8 @@ parameter position: "auto", "linear", "log" or "nearest"; see ``corruptions._par
 table entries (wrapped into 1-tuples) and entries that are not numbers (always "nearest").
 ``family`` and ``benchmark`` may be omitted: they are looked up in ``FAMILIES`` below, and when
 given they must agree with it. Everything that worked before still works.
+CONTRACT CHANGE (additive, 21:00): kernels get a private float copy (may work in place);
+``register(uint8=True)`` declares an 8-bit kernel (above).
 """
 
 from __future__ import annotations
