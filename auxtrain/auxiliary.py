@@ -10,6 +10,7 @@ output of named stages. :meth:`AuxiliaryModel.strip` exports the plain model for
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Sequence
 
@@ -108,6 +109,8 @@ class AuxiliaryModel(nn.Module):
             behaviour) or ``"per_domain"``; passed to ``convert_selective_bn``.
         companions: stage names (from ``model.stage_names``) that get a deep-supervision companion.
         companion_channels: width of each companion's convolution (default: the stage's channels).
+        selective_bn: ``False`` keeps plain BatchNorm2d, so the stacked views share batch and running
+            statistics (the "without selective BN" ablation of the paper; not the method).
 
     Training mode: ``forward(x)`` with ``x`` the stacked batch ``[clean; view_1; ...; view_K]`` of
     ``(K + 1) * B`` images returns ``(main_logits, [aux_logits_1, ..., aux_logits_K])``, each ``B`` rows;
@@ -131,6 +134,7 @@ class AuxiliaryModel(nn.Module):
         running_stats: str = "clean",
         companions: Sequence[str] | None = None,
         companion_channels: int | None = None,
+        selective_bn: bool = True,
     ) -> None:
         super().__init__()
         if isinstance(num_branches, bool) or not isinstance(num_branches, int) or num_branches < 0:
@@ -158,7 +162,9 @@ class AuxiliaryModel(nn.Module):
         self.num_branches = num_branches
         self.head_type = head
         self.companion_stages = companions
-        self.model = convert_selective_bn(model, num_branches + 1, running_stats=running_stats)
+        self.selective_bn = selective_bn
+        self.model = convert_selective_bn(model, num_branches + 1, running_stats=running_stats) \
+            if selective_bn else model
         ref = next(self.model.parameters())
         main_head = self.model.head
         aux_heads = []
@@ -218,7 +224,9 @@ class AuxiliaryModel(nn.Module):
                 f"chunks; stack the clean batch and its {self.num_branches} corrupted views (same size each)"
             )
         rows = x.shape[0] // domains
-        with route_domains(self.model, sizes=[rows] * domains):
+        routing = route_domains(self.model, sizes=[rows] * domains) if self.selective_bn \
+            else contextlib.nullcontext()
+        with routing:
             features, stages = self._features(x, return_companions)
         chunks = features.split(rows)
         main_logits = self.model.forward_head(chunks[0])
@@ -246,4 +254,5 @@ class AuxiliaryModel(nn.Module):
 
     def extra_repr(self) -> str:
         stages = self.companion_stages
-        return f"num_branches={self.num_branches}, head={self.head_type!r}, companions={stages}"
+        return (f"num_branches={self.num_branches}, head={self.head_type!r}, companions={stages}, "
+                f"selective_bn={self.selective_bn}")

@@ -199,3 +199,18 @@ def test_per_domain_running_stats_strip_to_the_clean_statistics():
     with torch.no_grad():
         y = torch.randn(3, 3, 16, 16)
         torch.testing.assert_close(stripped(y), model(y), rtol=0, atol=1e-6)
+
+
+def test_without_selective_bn_views_share_statistics():
+    """The ablation switch: plain BN normalises the stacked views together, so the clean output changes."""
+    torch.manual_seed(0)
+    plain = create_model("resnet20", NUM_CLASSES).train()
+    model = AuxiliaryModel(copy.deepcopy(plain), num_branches=2, selective_bn=False).train()
+    assert not any(type(m).__name__ == "SelectiveBatchNorm2d" for m in model.modules())
+    x = _stacked(2, b=4)
+    x[4:] = x[4:] * 5.0 + 3.0
+    main, aux = model(x)
+    full = plain.forward_head(plain.forward_features(x))  # one plain pass over the whole stack
+    torch.testing.assert_close(main, full[:4], rtol=1e-4, atol=1e-5)
+    assert len(aux) == 2 and not torch.allclose(main, plain(x[:4]), atol=1e-3)
+    create_model("resnet20", NUM_CLASSES).load_state_dict(model.strip().state_dict())
