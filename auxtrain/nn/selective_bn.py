@@ -92,10 +92,10 @@ def _memory_format(x: Tensor) -> torch.memory_format:
 class _DomainBatchNorm(torch.autograd.Function):
     """Batch norm of consecutive chunks, each with its own statistics, as one autograd node.
 
-    Each chunk goes through ATen's own batch-norm kernels (the ones ``nn.BatchNorm2d`` uses), which
-    write straight into slices of one output and one input gradient: per chunk the numbers are
-    exactly BatchNorm2d's, and nothing is concatenated or copied. The Python loop only issues one
-    kernel call per domain; it never touches the data.
+    Forward: each chunk goes through ATen's own batch-norm kernel (the one ``nn.BatchNorm2d``
+    uses), writing straight into its slice of one output, so per chunk the output and the running
+    statistics are bitwise BatchNorm2d's and nothing is concatenated. The Python loop only issues
+    one kernel call per domain; it never touches the data. Backward: see the comments there.
     """
 
     @staticmethod
@@ -144,22 +144,38 @@ class _DomainBatchNorm(torch.autograd.Function):
             grad_w = sum(p[1] for p in parts) if mask[1] else None
             grad_b = sum(p[2] for p in parts) if mask[2] else None
             return grad_x, grad_w, grad_b, None, None, None
-        # The out= kernel fills every output it is given, so ask for all three (the affine ones are
-        # per-channel sums, cheap); a layer without affine parameters is normalised with weight 1.
-        if weight is None:
-            weight = save_mean.new_ones(x.shape[1])
-        grad_x = torch.empty_like(x, memory_format=ctx.fmt)
-        grad_wb = weight.new_zeros(2, len(sizes), x.shape[1])
+        # First-order backward. Per domain, ATen's kernel gives the two per-channel reductions
+        # sum(g * xhat) and sum(g) (no full-size output); then one vectorised pass over all domains
+        # writes grad_x = a*g + k*x + c into a single buffer (a, k, c per domain and channel).
+        w = weight if weight is not None else save_mean.new_ones(x.shape[1])
+        dot, sum_g = torch.zeros_like(save_mean), torch.zeros_like(save_mean)
         for d, sl in bounds:
-            torch.ops.aten.native_batch_norm_backward.out(
-                grad[sl], x[sl], weight, None, None, save_mean[d], save_invstd[d], True, eps,
-                [True, True, True], out0=grad_x[sl], out1=grad_wb[0, d], out2=grad_wb[1, d],
+            _, dot[d], sum_g[d] = torch.ops.aten.native_batch_norm_backward(
+                grad[sl], x[sl], w, None, None, save_mean[d], save_invstd[d], True, eps, [False, True, True]
             )
-        grad_w, grad_b = grad_wb.sum(1).unbind(0)
+        grad_x = None
+        if mask[0]:
+            counts = save_mean.new_tensor(sizes).mul_(x.shape[2] * x.shape[3]).clamp_(min=1).unsqueeze(1)
+            a = w * save_invstd
+            k = -a * save_invstd * dot / counts
+            c = -a * sum_g / counts - k * save_mean
+            grad_x = torch.empty_like(x, memory_format=ctx.fmt)
+            if min(sizes) > 0 and max(sizes) == min(sizes):
+                shape = (len(sizes), 1, x.shape[1], 1, 1)
+                a, k, c = a.view(shape), k.view(shape), c.view(shape)
+                gv, xv, out = (t.unflatten(0, (len(sizes), -1)) for t in (grad, x, grad_x))
+            else:
+                domain = torch.arange(len(sizes), device=x.device).repeat_interleave(
+                    torch.tensor(sizes, device=x.device), output_size=x.shape[0]
+                )
+                a, k, c = (t[domain][:, :, None, None] for t in (a, k, c))
+                gv, xv, out = grad, x, grad_x
+            torch.addcmul(c, gv, a, out=out)
+            out.addcmul_(xv, k)
         return (
-            grad_x if mask[0] else None,
-            grad_w if mask[1] else None,
-            grad_b if mask[2] else None,
+            grad_x,
+            dot.sum(0).to(weight.dtype) if mask[1] else None,
+            sum_g.sum(0).to(weight.dtype) if mask[2] else None,
             None, None, None,
         )
 
