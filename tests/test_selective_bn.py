@@ -227,15 +227,16 @@ def test_channels_last_input_and_output():
         assert bn(xc).is_contiguous(memory_format=torch.channels_last)
 
 
-@pytest.mark.parametrize("sizes", [[4, 4, 4], [5, 3, 4]])
-def test_bfloat16_autocast(sizes):
+@pytest.mark.parametrize(("sizes", "dtype"), [([4, 4, 4], torch.bfloat16), ([5, 3, 4], torch.bfloat16),
+                                             ([4, 4, 4], torch.float16)])
+def test_low_precision_autocast(sizes, dtype):
     conv = nn.Conv2d(3, C, 1)
     bn = SelectiveBatchNorm2d(C, 3)
     x = torch.randn(12, 3, 4, 4)
-    with torch.autocast("cpu", dtype=torch.bfloat16), route_domains(bn, sizes=sizes):
+    with torch.autocast("cpu", dtype=dtype), route_domains(bn, sizes=sizes):
         h = conv(x)
         y = bn(h)
-    assert h.dtype == y.dtype == torch.bfloat16
+    assert h.dtype == y.dtype == dtype
     ref = torch.cat([nn.BatchNorm2d(C)(chunk) for chunk in h.float().split(sizes)])
     assert _close(y, ref, tol=0.05)
     y.float().square().sum().backward()
@@ -437,3 +438,28 @@ def test_torch_compile_equal_sizes_no_graph_break():
         assert _close(a.grad, b.grad, 1e-9), name
     for (name, a), b in zip(eager.named_buffers(), compiled.buffers(), strict=True):
         assert _close(a, b, 1e-9), name
+
+
+@pytest.mark.parametrize("sizes", [[3, 5, 2], [4, 4, 4]])
+@pytest.mark.parametrize(("running_stats", "momentum"), [("clean", 0.1), ("per_domain", None)])
+def test_traceable_path_used_by_torch_compile_matches_eager(monkeypatch, sizes, running_stats, momentum):
+    import auxtrain.nn.selective_bn as module
+
+    eager = _layer(running_stats=running_stats, momentum=momentum)
+    traced = copy.deepcopy(eager)
+    monkeypatch.setattr(module, "_is_compiling", lambda: True)
+    for step in range(2):
+        x = _input(sum(sizes), seed=step)
+        xt = x.detach().clone().requires_grad_()
+        with route_domains(eager, sizes=sizes):
+            monkeypatch.setattr(module, "_is_compiling", lambda: False)
+            y = eager(x)
+        with route_domains(traced, sizes=sizes):
+            monkeypatch.setattr(module, "_is_compiling", lambda: True)
+            yt = traced(xt)
+        g = torch.randn_like(y)
+        y.backward(g)
+        yt.backward(g)
+        assert _close(y, yt) and _close(x.grad, xt.grad) and _close(eager.weight.grad, traced.weight.grad)
+        for (name, a), b in zip(eager.named_buffers(), traced.buffers(), strict=True):
+            assert _close(a, b), name

@@ -47,8 +47,9 @@ def _to_selective(bn: nn.Module, num_domains: int, options: dict) -> nn.Module:
     if isinstance(bn, nn.SyncBatchNorm):
         raise TypeError(
             f"cannot convert {type(bn).__name__}: selective BN keeps statistics per domain and per process. "
-            "Call convert_selective_bn on the model with plain BatchNorm2d layers, and do not convert "
-            "it to SyncBatchNorm afterwards (convert_sync_batchnorm leaves SelectiveBatchNorm2d alone)"
+            "Call convert_selective_bn on the model with plain BatchNorm2d layers (before any "
+            "SyncBatchNorm.convert_sync_batchnorm), and do not call convert_sync_batchnorm afterwards: "
+            "it would replace the selective layers by SyncBatchNorm and mix the domains again"
         )
     if isinstance(bn, SelectiveBatchNorm2d):
         if bn.num_domains != num_domains:

@@ -206,8 +206,10 @@ class SelectiveBatchNorm2d(nn.BatchNorm2d):
     Distributed: under DistributedDataParallel every process normalises its own share of each
     domain and keeps its own statistics, exactly like BatchNorm2d (this is not a SyncBatchNorm;
     DDP's buffer broadcast, if on, copies rank 0's statistics, the per-domain ones included).
-    Route each process's local batch. ``nn.DataParallel`` splits the batch across replicas, so
-    the sizes no longer match and the layer raises; use DDP.
+    Route each process's local batch. Do not apply ``SyncBatchNorm.convert_sync_batchnorm`` to a
+    converted model: it turns every batch norm, this one included, into a SyncBatchNorm that
+    pools the domains. ``nn.DataParallel`` splits the batch across replicas, so the sizes no
+    longer match and the layer raises; use DDP.
 
     Args:
         num_features: number of channels C of the (N, C, H, W) input.
