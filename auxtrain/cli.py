@@ -76,7 +76,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     add(g, "--dataset", "shapes (built in), cifar10, cifar100 or imagefolder", metavar="NAME")
     add(g, "--data-root", "folder holding the dataset files", metavar="DIR")
     add(g, "--download", "download CIFAR (checksum-verified) when missing", action="store_true")
-    add(g, "--train-size", "number of training images (shapes: generated; others: seeded subset)",
+    add(g, "--train-size", "number of training images (shapes: generated; others: a seeded subset)",
         type=int, metavar="N")
     add(g, "--test-size", "number of test images", type=int, metavar="N")
     add(g, "--image-size", "imagefolder: training crop size", type=int, metavar="PX")
@@ -101,13 +101,16 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("optimisation")
     add(g, "--epochs", "number of epochs (default per dataset: shapes 15, CIFAR 210)", type=int,
         metavar="N")
-    add(g, "--batch-size", "clean images per step (over all processes)", type=int, metavar="N")
-    add(g, "--lr", "initial learning rate", type=float)
+    add(g, "--batch-size", "clean images per step, over all processes (default per dataset: CIFAR 128)",
+        type=int, metavar="N")
+    add(g, "--lr", "initial learning rate (default per dataset: CIFAR 0.1)", type=float)
     add(g, "--momentum", "SGD momentum", type=float)
     add(g, "--weight-decay", "weight decay", type=float)
     add(g, "--nesterov", "Nesterov momentum", action=argparse.BooleanOptionalAction)
-    add(g, "--schedule", "LR schedule (step: /10 at 60,140,180 of 210 epochs, scaled)",
-        choices=["step", "cosine", "constant"])
+    add(g, "--warmup-epochs", "linear LR warm-up length (default per dataset: CIFAR 0, shapes 1)",
+        type=float, metavar="E")
+    add(g, "--schedule", "LR schedule; step: /10 at 60,140,180 of 210 epochs, scaled (default per "
+        "dataset: CIFAR step, shapes cosine)", choices=["step", "cosine", "constant"])
     g = p.add_argument_group("run")
     add(g, "--out", "run directory (default: runs/<dataset>-<model>-<mode>-<time>)", metavar="DIR")
     add(g, "--resume", "continue the run in --out from its last checkpoint", action="store_true")

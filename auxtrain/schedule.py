@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["SCHEDULES", "step_milestones", "learning_rate", "stage_two_epoch", "is_stage_two"]
+__all__ = ["SCHEDULES", "step_milestones", "learning_rate", "warmup_factor", "stage_two_epoch",
+           "is_stage_two"]
 
 SCHEDULES = ("step", "cosine", "constant")
 
@@ -47,6 +48,18 @@ def learning_rate(epoch: int, *, base_lr: float, epochs: int, schedule: str = "s
     if schedule == "constant":
         return base_lr
     raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+
+
+def warmup_factor(epoch: int, step: int, steps_per_epoch: int, warmup_epochs: float) -> float:
+    """Linear warm-up multiplier in (0, 1] for batch ``step`` of 0-based ``epoch``.
+
+    Rises from 1/W to 1 over the first ``warmup_epochs`` epochs (W = their number of steps), then
+    stays 1. A function of the position only, so resumed runs get the same values.
+    """
+    total = warmup_epochs * steps_per_epoch
+    if total <= 0:
+        return 1.0
+    return min(1.0, (epoch * steps_per_epoch + step + 1) / total)
 
 
 def stage_two_epoch(epochs: int, start: int | None = None) -> int:

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from auxtrain import distributed as D
 from auxtrain.checkpoint import load_checkpoint, save_checkpoint
 from auxtrain.run_dir import RunDir
-from auxtrain.schedule import SCHEDULES, is_stage_two, learning_rate
+from auxtrain.schedule import SCHEDULES, is_stage_two, learning_rate, warmup_factor
 
 __all__ = ["TrainConfig", "RunResult", "NonFiniteLossError", "fit", "DATASET_DEFAULTS"]
 
@@ -38,11 +38,15 @@ _SUBSETS = ("all", "common", "extra", "noise", "blur", "weather", "digital")
 LOSS_TERMS = ("ce", "aux_ce", "distill", "tying", "companion")
 
 # Per-dataset defaults for the fields left at None. Shapes is sized for the quick start (minutes on a CPU).
+# The authors' CIFAR recipe.
+_RECIPE = {"epochs": 210, "batch_size": 128, "lr": 0.1, "schedule": "step", "warmup_epochs": 0}
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "shapes": {"model": "resnet20", "epochs": 15, "eval_size": 500},
-    "cifar10": {"model": "resnet18", "epochs": 210, "eval_size": None},
-    "cifar100": {"model": "resnet18", "epochs": 210, "eval_size": None},
-    "imagefolder": {"model": "tv_resnet18", "epochs": 90, "eval_size": 5000},
+    "shapes": {"model": "resnet20", "epochs": 15, "batch_size": 128, "lr": 0.1, "schedule": "cosine",
+               "warmup_epochs": 1,
+               "train_size": 10000, "test_size": 2000, "eval_size": 500},
+    "cifar10": {"model": "resnet18", **_RECIPE, "eval_size": None},
+    "cifar100": {"model": "resnet18", **_RECIPE, "eval_size": None},
+    "imagefolder": {"model": "tv_resnet18", **_RECIPE, "epochs": 90, "eval_size": 5000},
 }
 # Fields that may change between a run and its --resume (they do not change what is trained).
 RESUMABLE_CHANGES = {"epochs", "device", "workers", "data_root", "download", "eval", "eval_size",
@@ -59,7 +63,7 @@ class TrainConfig:
     data_root: str | None = None       # folder with the dataset files (shapes needs none)
     download: bool = False             # fetch CIFAR with checksum verification when missing
     train_size: int | None = None      # shapes: images generated; others: a seeded subset of this size
-    test_size: int | None = None       # same for the test split
+    test_size: int | None = None       # same for the test split (None: the whole split)
     image_size: int | None = None      # imagefolder: training crop size (default of the dataset)
     workers: int = 0                   # DataLoader worker processes
     # model
@@ -81,12 +85,14 @@ class TrainConfig:
     stage_two_start: int | None = None  # first 0-based epoch of stage two; default 6/7 of the epochs
     # optimisation
     epochs: int | None = None          # default per dataset (210 for CIFAR, the authors' recipe)
-    batch_size: int = 128              # clean images per step (global over all processes)
-    lr: float = 0.1                    # initial SGD learning rate
+    batch_size: int | None = None      # clean images per step, global over all processes (CIFAR: 128)
+    lr: float | None = None            # initial SGD learning rate (CIFAR: 0.1)
     momentum: float = 0.9              # SGD momentum
     weight_decay: float = 5e-4         # L2 weight decay on all parameters
     nesterov: bool = False             # Nesterov momentum
-    schedule: str = "step"             # "step" (/10 at 60,140,180 of 210, scaled), "cosine", "constant"
+    warmup_epochs: float | None = None  # linear LR warm-up from the first step (CIFAR: 0, as the authors)
+    schedule: str | None = None        # "step" (/10 at 60,140,180 of 210, scaled; CIFAR), "cosine",
+                                       # or "constant"
     # run
     seed: int = 0                      # seeds the weights, the data order and every corruption
     device: str = "auto"               # "auto" (cuda if available), "cpu", "cuda", "cuda:N"
@@ -234,8 +240,6 @@ def fit(config: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | Non
             for epoch in range(start_epoch, cfg.epochs):
                 t0 = time.time()
                 lr = learning_rate(epoch, base_lr=cfg.lr, epochs=cfg.epochs, schedule=cfg.schedule)
-                for group in job.optimizer.param_groups:
-                    group["lr"] = lr
                 stage_two = is_stage_two(epoch, cfg.epochs, cfg.stage_two_start)
                 loader = _train_loader(cfg, ctx, train_ds, epoch, device)
                 # Every random choice of the epoch (crops, flips, corruptions) comes from this generator.
@@ -243,8 +247,8 @@ def fit(config: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | Non
                 if gen_state is not None:  # resuming mid-epoch after Ctrl-C: continue the saved stream
                     gen.set_state(gen_state)
                 sums = sums or {"n": 0.0, "correct": 0.0, "loss": 0.0}
-                step = _train_epoch(job, loader, gen, sums, skip=start_step, epoch=epoch, stage_two=stage_two,
-                                    branches=branches, severities=severities, stop=stop)
+                step = _train_epoch(job, loader, gen, sums, skip=start_step, epoch=epoch, lr=lr,
+                                    stage_two=stage_two, branches=branches, severities=severities, stop=stop)
                 start_step, gen_state = 0, None
                 if stop.requested:  # Ctrl-C: save where we are (resumable mid-epoch) and leave
                     _save(run, job, cfg, epoch, step, gen, sums)
@@ -384,7 +388,7 @@ def _train_loader(cfg: TrainConfig, ctx: D.DistContext, train_ds, epoch: int, de
 
 
 def _train_epoch(job: _Job, loader, gen: torch.Generator, sums: dict[str, float], *, skip: int, epoch: int,
-                 stage_two: bool, branches, severities, stop: _StopFlag) -> int:
+                 lr: float, stage_two: bool, branches, severities, stop: _StopFlag) -> int:
     """Train one epoch from batch ``skip`` on, adding to ``sums``; returns the next batch index."""
     from auxtrain.data import augment_batch, make_views
 
@@ -398,6 +402,8 @@ def _train_epoch(job: _Job, loader, gen: torch.Generator, sums: dict[str, float]
             continue  # trained before the interruption
         if stop.requested:
             break
+        for group in job.optimizer.param_groups:
+            group["lr"] = lr * warmup_factor(epoch, step, len(loader), cfg.warmup_epochs)
         images = images.to(job.device, non_blocking=True)
         target = target.to(job.device, non_blocking=True)
         if cfg.dataset != "imagefolder":  # imagefolder augments per sample in its dataset

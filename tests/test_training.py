@@ -30,6 +30,14 @@ def test_schedule_scales_with_the_number_of_epochs():
     assert learning_rate(14, base_lr=1.0, epochs=21) == pytest.approx(0.01)
 
 
+def test_warmup_rises_linearly_then_stays_at_one():
+    from auxtrain.schedule import warmup_factor
+
+    assert [warmup_factor(0, s, 4, 1) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert warmup_factor(1, 0, 4, 1) == 1.0 and warmup_factor(0, 0, 4, 0) == 1.0
+    assert warmup_factor(1, 1, 4, 2) == pytest.approx(6 / 8)
+
+
 def test_cosine_and_constant_schedules():
     assert learning_rate(0, base_lr=0.1, epochs=10, schedule="cosine") == pytest.approx(0.1)
     assert learning_rate(5, base_lr=0.1, epochs=10, schedule="cosine") == pytest.approx(0.05)
