@@ -27,6 +27,7 @@ import argparse
 import datetime
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             print(row, flush=True)
 
     script = "benchmarks/" + Path(__file__).name
-    command = " ".join(["python", script, *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", script, *(sys.argv[1:] if argv is None else argv)])
     text = "\n".join([
         "# SelectiveBatchNorm2d vs nn.BatchNorm2d: forward + backward time",
         "",
