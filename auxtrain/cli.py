@@ -85,6 +85,8 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     add(g, "--model", "backbone name, see `auxtrain list-models` (default per dataset)", metavar="NAME")
     add(g, "--head", "auxiliary head type", choices=["copy", "attention"])
     add(g, "--running-stats", "selective BN running statistics", choices=["clean", "per_domain"])
+    add(g, "--selective-bn", "selective BN; --no-selective-bn shares plain BN statistics across views "
+        "(ablation)", action=argparse.BooleanOptionalAction)
     add(g, "--companions", "comma-separated backbone stages with deep-supervision companion heads",
         metavar="STAGES")
     g = p.add_argument_group("auxiliary training")

@@ -70,6 +70,7 @@ class TrainConfig:
     model: str | None = None           # registry name (auxtrain list-models); default per dataset
     head: str = "copy"                 # auxiliary head: copy of the main head, or "attention" (authors')
     running_stats: str = "clean"       # SelectiveBatchNorm2d running stats: "clean" or "per_domain"
+    selective_bn: bool = True          # False (ablation): one plain BatchNorm2d shared by all views
     companions: str | None = None      # comma-separated backbone stages for deep-supervision companions
     companion_weight: float = 0.3      # weight of the companion losses (Wang et al.: 0.3)
     companion_threshold: float = 0.0   # DSN hinge: a companion's loss below this is switched off
@@ -351,7 +352,8 @@ def _build(cfg: TrainConfig, ctx: D.DistContext, device: torch.device, spec, num
     torch.manual_seed(cfg.seed)
     companions = [s.strip() for s in cfg.companions.split(",")] if cfg.companions else None
     net = AuxiliaryModel(create_model(cfg.model, spec.num_classes), num_branches, head=cfg.head,
-                         running_stats=cfg.running_stats, companions=companions).to(device)
+                         running_stats=cfg.running_stats, companions=companions,
+                         selective_bn=cfg.selective_bn).to(device)
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
     criterion = AuxiliaryLoss(cfg.alpha, cfg.beta, cfg.temperature, cfg.gamma, cfg.companion_weight,

@@ -251,6 +251,23 @@ def test_augment_baseline_runs(tmp_path):
     assert "aux_ce" not in row and math.isfinite(row["loss"]) and 0 <= row["train_acc"] <= 100
 
 
+def test_no_selective_bn_ablation_trains_with_plain_batch_norm(tmp_path, monkeypatch):
+    import auxtrain.training as training
+    from auxtrain.nn import SelectiveBatchNorm2d
+
+    seen = []
+    real_build = training._build
+
+    def build(*args, **kwargs):
+        job = real_build(*args, **kwargs)
+        seen.append(any(isinstance(m, SelectiveBatchNorm2d) for m in job.net.modules()))
+        return job
+
+    monkeypatch.setattr(training, "_build", build)
+    result = training.fit(_tiny(tmp_path, corruptions="gaussian_noise", selective_bn=False))
+    assert seen == [False] and "aux_ce" in result.metrics[0]
+
+
 @pytest.mark.slow
 def test_mid_epoch_ctrl_c_saves_and_resume_ends_bit_identical(tmp_path, monkeypatch):
     """Ctrl-C in the middle of the epoch saves a mid-epoch checkpoint; resuming gives the same weights."""
