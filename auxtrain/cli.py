@@ -101,7 +101,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     add(g, "--stage-two-start", "first epoch (0-based) of stage two; default 6/7 of the epochs",
         type=int, metavar="EPOCH")
     g = p.add_argument_group("optimisation")
-    add(g, "--epochs", "number of epochs (default per dataset: shapes 15, CIFAR 210)", type=int,
+    add(g, "--epochs", "number of epochs (default per dataset: shapes 12, CIFAR 210)", type=int,
         metavar="N")
     add(g, "--batch-size", "clean images per step, over all processes (default per dataset: CIFAR 128)",
         type=int, metavar="N")
