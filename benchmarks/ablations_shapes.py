@@ -1,0 +1,104 @@
+"""Ablations of auxiliary training on the offline shapes dataset, with mean and spread over seeds.
+
+Every variant trains the same backbone with the same corruptions (noise and blur families), epochs
+and seeds, changing one thing; all are evaluated on one shapes-C set made by `auxtrain make-c`:
+  full              the method: selective BN, copy heads, distillation, stage-two weight tying (K = 2)
+  no_selective_bn   plain BatchNorm2d shared by the stacked views
+  no_distillation   beta = 0
+  no_tying          gamma = 0 (no stage-two weight tying)
+  attention_head    the authors' attention + bottleneck auxiliary head instead of a copy
+  k1                one branch holding all seven noise and blur corruptions
+  k4                the same seven corruptions split into four branches
+  standard, augment the two baselines (no corruption; corrupted copies in the main batch)
+
+    python benchmarks/ablations_shapes.py --out runs/ablations --seeds 0,1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from robustness import markdown_table, run_fit  # same folder
+
+VARIANTS = {
+    "full": ["--corruptions", "noise,blur"],
+    "no_selective_bn": ["--corruptions", "noise,blur", "--no-selective-bn"],
+    "no_distillation": ["--corruptions", "noise,blur", "--beta", "0"],
+    "no_tying": ["--corruptions", "noise,blur", "--gamma", "0"],
+    "attention_head": ["--corruptions", "noise,blur", "--head", "attention"],
+    "k1": ["--corruptions", "noise+blur"],
+    "k4": ["--corruptions", "gaussian_noise+shot_noise,impulse_noise,defocus_blur+glass_blur,"
+           "motion_blur+zoom_blur"],
+    "standard": ["--corruptions", "none"],
+    "augment": ["--mode", "augment", "--corruptions", "noise,blur"],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("runs/ablations"))
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--model", default="resnet20")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--train-size", type=int, default=2000)
+    parser.add_argument("--test-size", type=int, default=500)
+    parser.add_argument("--eval-size", type=int, default=200, help="test images in the shapes-C set")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--result", type=Path, default=Path("benchmarks/results/ablations_shapes.md"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    c_dir = args.out / "shapes-C"
+    if not (c_dir / "labels.npy").exists():
+        subprocess.run([sys.executable, "-m", "auxtrain", "make-c", "--dataset", "shapes", "--test-size",
+                        str(args.eval_size), "--out", str(c_dir), "--no-progress"], check=True)
+    common = ["--dataset", "shapes", "--model", args.model, "--epochs", str(args.epochs),
+              "--train-size", str(args.train_size), "--test-size", str(args.test_size)]
+    jobs = [(v, s) for s in map(int, args.seeds.split(",")) for v in args.variants.split(",")]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(lambda job: run_fit(job[0], args, c_dir, job[1],
+                                                    [*common, *VARIANTS[job[0]]]), jobs))
+    rows = [{"variant": r["method"], "seed": r["seed"], "clean error": r["clean_error"],
+             "mCE": r["summary"]["mce"], "seen mean": r["summary"].get("seen_mean", np.nan),
+             "unseen mean": r["summary"].get("unseen_mean", np.nan), "minutes": r["train_seconds"] / 60}
+            for r in results]
+    per_run = pd.DataFrame(rows)
+    stats = per_run.drop(columns="seed").groupby("variant", sort=False)
+    mean, std = stats.mean(), stats.std()
+    summary = pd.DataFrame({col: [f"{m:.2f} ± {s:.2f}" for m, s in zip(mean[col], std[col], strict=True)]
+                            for col in mean.columns}, index=mean.index)
+    text = "\n".join([
+        "# Ablations on the shapes dataset", "",
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Machine: {platform.machine()}, "
+        f"{os.cpu_count()} CPU cores, no GPU; torch {torch.__version__}.",
+        f"Setting: {args.model}, {args.epochs} epochs, {args.train_size} training / {args.test_size} test "
+        "shapes images, batch 128, the shapes defaults of `fit` (SGD, cosine schedule with one "
+        "warm-up epoch), alpha = beta = 0.05, T = 1, gamma = 1 unless the "
+        f"variant changes it; shapes-C = all 19 corruptions x 5 severities of {args.eval_size} test images "
+        f"(`auxtrain make-c --dataset shapes`, seed 0). Seeds {args.seeds}; errors in percent, "
+        "mean ± standard deviation over the seeds (lower is better). "
+        "Seen = the noise and blur corruptions.", "",
+        f"Command: `python benchmarks/ablations_shapes.py {' '.join(sys.argv[1:])}`", "",
+        "## Mean ± std over seeds", "", markdown_table(summary, index=True), "",
+        "## Every run", "", markdown_table(per_run), "",
+        "Per-run commands are in each run directory's config.yaml.", ""])
+    tmp = args.result.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, args.result)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
