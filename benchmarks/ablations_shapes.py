@@ -76,9 +76,11 @@ def main() -> None:
             for r in results]
     per_run = pd.DataFrame(rows)
     stats = per_run.drop(columns="seed").groupby("variant", sort=False)
-    mean, std = stats.mean(), stats.std()
-    summary = pd.DataFrame({col: [f"{m:.2f} ± {s:.2f}" for m, s in zip(mean[col], std[col], strict=True)]
+    mean, std, count = stats.mean(), stats.std(), stats.size()
+    summary = pd.DataFrame({col: [f"{m:.2f} ± {s:.2f}" if n > 1 else f"{m:.2f}"
+                                  for m, s, n in zip(mean[col], std[col], count, strict=True)]
                             for col in mean.columns}, index=mean.index)
+    summary.insert(0, "seeds", count)
     text = "\n".join([
         "# Ablations on the shapes dataset", "",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Machine: {platform.machine()}, "
@@ -91,7 +93,8 @@ def main() -> None:
         "mean ± standard deviation over the seeds (lower is better). "
         "Seen = the noise and blur corruptions.", "",
         f"Command: `python benchmarks/ablations_shapes.py {' '.join(sys.argv[1:])}`", "",
-        "## Mean ± std over seeds", "", markdown_table(summary, index=True), "",
+        "## Mean ± std over seeds (a single value where only one seed ran)", "",
+        markdown_table(summary, index=True), "",
         "## Every run", "", markdown_table(per_run), "",
         "Per-run commands are in each run directory's config.yaml.", ""])
     tmp = args.result.with_suffix(".tmp")
