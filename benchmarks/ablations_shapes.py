@@ -68,8 +68,12 @@ def main() -> None:
               "--train-size", str(args.train_size), "--test-size", str(args.test_size)]
     jobs = [(v, s) for s in map(int, args.seeds.split(",")) for v in args.variants.split(",")]
     with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda job: run_fit(job[0], args, c_dir, job[1],
-                                                    [*common, *VARIANTS[job[0]]]), jobs))
+        list(pool.map(lambda job: run_fit(job[0], args, c_dir, job[1], [*common, *VARIANTS[job[0]]]), jobs))
+    # Report every finished run in --out (earlier invocations included), in variant then seed order.
+    done = sorted(((v, int(p.parent.name.rsplit("-seed", 1)[1])) for v in VARIANTS
+                   for p in args.out.glob(f"{v}-seed*/summary.json")),
+                  key=lambda job: (list(VARIANTS).index(job[0]), job[1]))
+    results = [run_fit(v, args, c_dir, seed, [*common, *VARIANTS[v]]) for v, seed in done]
     rows = [{"variant": r["method"], "seed": r["seed"], "clean error": r["clean_error"],
              "mCE": r["summary"]["mce"], "seen mean": r["summary"].get("seen_mean", np.nan),
              "unseen mean": r["summary"].get("unseen_mean", np.nan), "minutes": r["train_seconds"] / 60}
