@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -6,17 +7,20 @@ import pytest
 from auxtrain.cli import main
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["fit", "--help"], ["eval", "--help"], ["make-c", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["fit", "--help"], ["eval", "--help"], ["make-c", "--help"],
+                                  ["list-models", "--help"], ["list-corruptions", "--help"]])
 def test_help_exits_zero(argv, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "usage: auxtrain" in out
 
 
-def test_every_subcommand_help_has_an_example(capsys):
-    for command in ["fit", "eval", "make-c"]:
-        assert main([command, "--help"]) == 0
-        assert f"auxtrain {command}" in capsys.readouterr().out.split("example:")[1]
+@pytest.mark.parametrize("command", ["fit", "eval", "make-c", "list-models", "list-corruptions"])
+def test_every_subcommand_help_has_an_example(command, capsys):
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^examples?:", out, re.MULTILINE), out
+    assert f"auxtrain {command}" in re.split(r"^examples?:", out, flags=re.MULTILINE)[1]
 
 
 def test_python_dash_m_runs_the_cli():
