@@ -80,6 +80,8 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
         type=int, metavar="N")
     add(g, "--test-size", "number of test images", type=int, metavar="N")
     add(g, "--image-size", "imagefolder: training crop size", type=int, metavar="PX")
+    add(g, "--data-seed", "seed of the shapes images and of the --train-size/--test-size subsets "
+        "(default: 0, the same data whatever --seed)", type=int, metavar="SEED")
     add(g, "--workers", "data-loading worker processes", type=int, metavar="N")
     g = p.add_argument_group("model")
     add(g, "--model", "backbone name, see `auxtrain list-models` (default per dataset)", metavar="NAME")
@@ -132,6 +134,8 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     add(g, "--eval-size", "test images in the generated -C set (default per dataset)", type=int, metavar="N")
     add(g, "--eval-corruptions", "corruptions evaluated (all, common, extra, or a family)", metavar="SUBSET")
     add(g, "--eval-severities", "severities evaluated", metavar="S")
+    add(g, "--eval-seed", "seed of the generated -C set, fixed so that runs of different seeds are "
+        "compared on the same images (default: 0)", type=int, metavar="SEED")
     p.set_defaults(run=_run_fit)
 
 

@@ -50,7 +50,8 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 # Fields that may change between a run and its --resume (they do not change what is trained).
 RESUMABLE_CHANGES = {"epochs", "device", "workers", "data_root", "download", "eval", "eval_size",
-                     "eval_corruptions", "eval_severities", "eval_root", "progress", "out", "resume",
+                     "eval_corruptions", "eval_severities", "eval_seed", "eval_root", "progress", "out",
+                     "resume",
                      "overwrite", "compile"}
 
 
@@ -66,6 +67,8 @@ class TrainConfig:
     test_size: int | None = None       # same for the test split (None: the whole split)
     image_size: int | None = None      # imagefolder: training crop size (default of the dataset)
     workers: int = 0                   # DataLoader worker processes
+    data_seed: int = 0                 # shapes generation and --train-size/--test-size subsets (fixed
+                                       # apart from `seed`, so runs of different seeds see the same data)
     # model
     model: str | None = None           # registry name (auxtrain list-models); default per dataset
     head: str = "copy"                 # auxiliary head: copy of the main head, or "attention" (authors')
@@ -110,6 +113,7 @@ class TrainConfig:
     eval_size: int | None = None       # test images corrupted for the generated -C set (None = all)
     eval_corruptions: str = "all"      # corruption subset of the evaluation
     eval_severities: str = "1-5"       # severities of the evaluation
+    eval_seed: int = 0                 # seed of the generated -C set: fixed, so runs of any seed compare
 
     def resolved(self) -> TrainConfig:
         """A copy with the per-dataset defaults filled in and every field validated."""
@@ -331,12 +335,15 @@ def _datasets(cfg: TrainConfig):
     from auxtrain.data import build_datasets
 
     sizes = {"train_size": cfg.train_size, "test_size": cfg.test_size} if cfg.dataset == "shapes" else {}
+    # The data (shapes' images, the subsets) come from data_seed, not seed: runs of different seeds
+    # train and test on the same images. imagefolder's seed drives its per-sample augmentation.
+    data_seed = cfg.seed if cfg.dataset == "imagefolder" else cfg.data_seed
     train_ds, test_ds, spec = build_datasets(cfg.dataset, cfg.data_root, download=cfg.download,
-                                             image_size=cfg.image_size, seed=cfg.seed,
+                                             image_size=cfg.image_size, seed=data_seed,
                                              **{k: v for k, v in sizes.items() if v is not None})
     if cfg.dataset != "shapes":
-        train_ds = _subset(train_ds, cfg.train_size, cfg.seed)
-        test_ds = _subset(test_ds, cfg.test_size, cfg.seed)
+        train_ds = _subset(train_ds, cfg.train_size, data_seed)
+        test_ds = _subset(test_ds, cfg.test_size, data_seed)
     if len(train_ds) < cfg.batch_size:
         raise ValueError(f"batch_size {cfg.batch_size} is larger than the {len(train_ds)} training images; "
                          "pass a smaller --batch-size")
@@ -503,11 +510,11 @@ def _robustness(cfg: TrainConfig, run: RunDir, test_ds, device: torch.device, se
              for n in (get_corruption_names(item.strip()) if item.strip() in _SUBSETS else [item.strip()])]
     severities = list(parse_severities(cfg.eval_severities))
     if root is None:
-        ds = _subset(test_ds, cfg.eval_size, cfg.seed)
+        ds = _subset(test_ds, cfg.eval_size, cfg.eval_seed)
         images, labels = zip(*(ds[i] for i in range(len(ds))), strict=True)
         root = evaluation.generate_corrupted_testset(torch.stack(images), torch.as_tensor(labels),
                                                      run.path / "corrupted_test", names=names,
-                                                     severities=severities, seed=cfg.seed, device=device)
+                                                     severities=severities, seed=cfg.eval_seed, device=device)
     errors = evaluation.corruption_errors(load_model(run.model_path, device=device), root, names, severities,
                                           device=device, progress=cfg.progress)
     evaluation.write_report(errors, run.path, seen=seen, title=f"{cfg.dataset} {cfg.model} ({cfg.mode}, "

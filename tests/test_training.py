@@ -326,3 +326,23 @@ def test_resume_refuses_changed_training_options(standard_run, tmp_path):
     _copy_run(standard_run, tmp_path)
     with pytest.raises(ValueError, match="changed options lr"):
         fit(_tiny(tmp_path, corruptions="none", schedule="constant", lr=0.5, resume=True))
+
+
+def test_test_data_and_eval_set_do_not_depend_on_the_training_seed(tmp_path, monkeypatch):
+    """Runs of different seeds are compared on the same test and corrupted images (data_seed, eval_seed)."""
+    from auxtrain import evaluation
+    from auxtrain.training import fit
+
+    seen = []
+    real = evaluation.generate_corrupted_testset
+
+    def spy(images, labels, cache_dir, **kw):
+        seen.append((images.clone(), kw["seed"]))
+        return real(images, labels, cache_dir, **kw)
+
+    monkeypatch.setattr(evaluation, "generate_corrupted_testset", spy)
+    for seed in (1, 2):
+        fit(_tiny(tmp_path, name=f"s{seed}", seed=seed, corruptions="none", eval=True, eval_size=8,
+                  eval_corruptions="fog", eval_severities="1"))
+    (a, seed_a), (b, seed_b) = seen
+    assert seed_a == seed_b == 0 and torch.equal(a, b)
