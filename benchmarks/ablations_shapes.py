@@ -81,7 +81,7 @@ def main() -> None:
     per_run = pd.DataFrame(rows)
     stats = per_run.drop(columns="seed").groupby("variant", sort=False)
     mean, std, count = stats.mean(), stats.std(), stats.size()
-    summary = pd.DataFrame({col: [f"{m:.2f} ± {s:.2f}" if n > 1 else f"{m:.2f}"
+    summary = pd.DataFrame({col: ["-" if m != m else f"{m:.2f} ± {s:.2f}" if n > 1 else f"{m:.2f}"
                                   for m, s, n in zip(mean[col], std[col], count, strict=True)]
                             for col in mean.columns}, index=mean.index)
     summary.insert(0, "seeds", count)
