@@ -9,11 +9,14 @@ into a ValueError that names the file.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from auxtrain.run_dir import atomic_write_bytes
 
 __all__ = ["CHECKPOINT_FORMAT", "REQUIRED_KEYS", "save_checkpoint", "load_checkpoint"]
 
@@ -28,12 +31,9 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     missing = [k for k in REQUIRED_KEYS if k not in state]
     if missing:
         raise ValueError(f"checkpoint state is missing {missing}; it needs the keys {list(REQUIRED_KEYS)}")
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 

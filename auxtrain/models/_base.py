@@ -52,6 +52,18 @@ class ClassifierHead(nn.Module):
         return self.fc
 
 
+def init_conv_bn_linear(model: nn.Module) -> None:
+    """He (fan-out) init for convolutions, BN weight 1 / bias 0, zero linear biases (CIFAR nets)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.zeros_(m.bias)
+
+
 def _store_output(store: dict[str, torch.Tensor], name: str, module, inputs, output) -> None:
     store[name] = output
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ._base import Backbone, ClassifierHead
+from ._base import Backbone, ClassifierHead, init_conv_bn_linear
 from ._registry import register_model
 
 __all__ = ["DenseLayer", "DenseBlock", "Transition", "DenseNet"]
@@ -97,14 +97,7 @@ class DenseNet(Backbone):
         self.stage_names = ("dense1", "dense2", "dense3")
         self.stage_channels = tuple(stage_channels)
         self.head = ClassifierHead(channels, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        init_conv_bn_linear(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.trans1(self.dense1(self.conv1(x)))

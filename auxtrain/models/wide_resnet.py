@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ._base import Backbone, ClassifierHead
+from ._base import Backbone, ClassifierHead, init_conv_bn_linear
 from ._registry import register_model
 
 __all__ = ["WideBlock", "WideResNet"]
@@ -73,14 +73,7 @@ class WideResNet(Backbone):
         self.stage_names = ("layer1", "layer2", "layer3")
         self.stage_channels = widths
         self.head = ClassifierHead(channels, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        init_conv_bn_linear(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layer3(self.layer2(self.layer1(self.conv1(x))))
