@@ -42,8 +42,8 @@ LOSS_TERMS = ("ce", "aux_ce", "distill", "tying", "companion")
 # The authors' CIFAR recipe.
 _RECIPE = {"epochs": 210, "batch_size": 128, "lr": 0.1, "schedule": "step", "warmup_epochs": 0}
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "shapes": {"model": "resnet20", "epochs": 10, "batch_size": 128, "lr": 0.1, "schedule": "cosine",
-               "warmup_epochs": 1, "train_size": 4000, "test_size": 1000, "eval_size": 300},
+    "shapes": {"model": "resnet20", "epochs": 12, "batch_size": 128, "lr": 0.1, "schedule": "cosine",
+               "warmup_epochs": 1, "train_size": 5000, "test_size": 1000, "eval_size": 300},
     "cifar10": {"model": "resnet18", **_RECIPE, "eval_size": None},
     "cifar100": {"model": "resnet18", **_RECIPE, "eval_size": None},
     "imagefolder": {"model": "tv_resnet18", **_RECIPE, "epochs": 90, "eval_size": 5000},
