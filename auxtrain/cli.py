@@ -79,6 +79,8 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     add(g, "--train-size", "number of training images (shapes: generated; others: a seeded subset)",
         type=int, metavar="N")
     add(g, "--test-size", "number of test images", type=int, metavar="N")
+    add(g, "--val-size", "hold out N training images as a validation split; the per-epoch accuracy and the "
+        "final report use it instead of the test set (choose hyperparameters with it)", type=int, metavar="N")
     add(g, "--image-size", "imagefolder: training crop size", type=int, metavar="PX")
     add(g, "--data-seed", "seed of the shapes images and of the --train-size/--test-size subsets "
         "(default: 0, the same data whatever --seed)", type=int, metavar="SEED")
@@ -161,12 +163,13 @@ def _fit_config(args: argparse.Namespace):
     return merge_config(TrainConfig, saved, from_file, flags, source="fit")
 
 
-def _print_epoch(row: dict) -> None:
+def _print_epoch(row: dict, split: str = "test") -> None:
     names = ("ce", "aux_ce", "distill", "tying", "companion")
     terms = "".join(f"{k} {row[k]:.4f}  " for k in names if k in row)
     print(f"epoch {row['epoch']:>3}  lr {row['lr']:.4g}  stage {row['stage']}  loss {row['loss']:.4f}  "
           f"{terms}"
-          f"train {row['train_acc']:5.1f}%  test {row['test_acc']:5.1f}%  {row['seconds']:.1f}s", flush=True)
+          f"train {row['train_acc']:5.1f}%  {split} {row['test_acc']:5.1f}%  {row['seconds']:.1f}s",
+          flush=True)
 
 
 def _run_fit(args: argparse.Namespace) -> int:
@@ -176,7 +179,8 @@ def _run_fit(args: argparse.Namespace) -> int:
 
     try:
         config = _fit_config(args)
-        result = fit(config, on_epoch=_print_epoch)
+        split = "val" if config.val_size else "test"
+        result = fit(config, on_epoch=lambda row: _print_epoch(row, split))
     except (ValueError, TypeError, FileNotFoundError) as exc:
         raise UserError(str(exc)) from None
     except NonFiniteLossError as exc:
@@ -190,7 +194,8 @@ def _run_fit(args: argparse.Namespace) -> int:
     if result.run_dir is None:  # a non-zero rank of a distributed run: rank 0 reports
         return 0
     print(f"\nrun directory: {result.run_dir}\nplain model:   {result.model_path}\n"
-          f"clean test accuracy: {result.test_acc:.2f}%  ({result.seconds:.0f} s)")
+          f"clean {'validation' if config.val_size else 'test'} accuracy: {result.test_acc:.2f}%  "
+          f"({result.seconds:.0f} s)")
     report_md = Path(result.run_dir) / "report.md"
     if result.report is not None and report_md.is_file():
         print("\n" + report_md.read_text(encoding="utf-8"))

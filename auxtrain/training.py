@@ -65,6 +65,9 @@ class TrainConfig:
     download: bool = False             # fetch CIFAR with checksum verification when missing
     train_size: int | None = None      # shapes: images generated; others: a seeded subset of this size
     test_size: int | None = None       # same for the test split (None: the whole split)
+    val_size: int | None = None        # hold out N training images as a validation split that replaces
+    #                                    the test split in the per-epoch accuracy and the final report:
+    #                                    choose hyperparameters on it, never on the test set
     image_size: int | None = None      # imagefolder: training crop size (default of the dataset)
     workers: int = 0                   # DataLoader worker processes
     data_seed: int = 0                 # shapes generation and --train-size/--test-size subsets (fixed
@@ -132,10 +135,18 @@ class TrainConfig:
                   ("amp", cfg.amp in (None, "bf16", "fp16"), "None, 'bf16' or 'fp16'"),
                   ("epochs", isinstance(cfg.epochs, int) and cfg.epochs >= 1, "a positive integer"),
                   ("batch_size", isinstance(cfg.batch_size, int) and cfg.batch_size >= 1, "positive"),
-                  ("lr", cfg.lr > 0, "a positive number"), ("workers", cfg.workers >= 0, "0 or more")]
+                  ("lr", cfg.lr > 0, "a positive number"), ("workers", cfg.workers >= 0, "0 or more"),
+                  ("val_size", cfg.val_size is None or (isinstance(cfg.val_size, int) and cfg.val_size >= 1),
+                   "None or a positive integer")]
         for name, ok, want in checks:
             if not ok:
                 raise ValueError(f"{name} must be {want}, got {getattr(cfg, name)!r}")
+        if cfg.val_size and cfg.dataset == "imagefolder":
+            raise ValueError("--val-size holds out images of shapes or CIFAR; an imagefolder dataset "
+                             "validates on its root/val folder, so put the validation images there instead")
+        if cfg.val_size and cfg.eval_root is not None:
+            raise ValueError("--val-size reports on corrupted copies of the validation images, but "
+                             "--eval-root points at a test-set -C folder; drop one of the two")
         if cfg.out is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             cfg.out = str(Path("runs") / f"{cfg.dataset}-{cfg.model}-{cfg.mode}-{stamp}")
@@ -148,7 +159,8 @@ class RunResult:
 
     run_dir: Path | None               # the run directory (None on ranks other than 0)
     model_path: Path | None            # the exported plain model (model_plain.pt)
-    test_acc: float                    # clean test accuracy (percent) of the final model
+    test_acc: float                    # clean accuracy (percent) of the final model on the test split
+    #                                    (on the validation split when val_size is set)
     metrics: list[dict[str, Any]] = field(default_factory=list)  # the metrics.csv rows of this run
     report: Any = None                 # corruption errors (pandas.DataFrame) when evaluation ran
     model: torch.nn.Module | None = None  # the trained plain model (eval mode, CPU), on every rank
@@ -331,19 +343,34 @@ def _open_run(cfg: TrainConfig) -> tuple[RunDir, dict[str, Any] | None]:
 
 
 def _datasets(cfg: TrainConfig):
-    """Train and test datasets of clean uint8 images (sized by train_size / test_size) and their spec."""
+    """Train and test datasets of clean uint8 images (sized by train_size / test_size) and their spec.
+
+    With ``val_size`` the second one is the validation split held out of the training images."""
     from auxtrain.data import build_datasets
 
-    sizes = {"train_size": cfg.train_size, "test_size": cfg.test_size} if cfg.dataset == "shapes" else {}
+    val_size = cfg.val_size or 0
+    sizes = {}
+    if cfg.dataset == "shapes":  # generated: make the validation images on top of the training ones
+        sizes = {"train_size": cfg.train_size + val_size if cfg.train_size else None,
+                 "test_size": cfg.test_size}
     # The data (shapes' images, the subsets) come from data_seed, not seed: runs of different seeds
     # train and test on the same images. imagefolder's seed drives its per-sample augmentation.
     data_seed = cfg.seed if cfg.dataset == "imagefolder" else cfg.data_seed
     train_ds, test_ds, spec = build_datasets(cfg.dataset, cfg.data_root, download=cfg.download,
                                              image_size=cfg.image_size, seed=data_seed,
                                              **{k: v for k, v in sizes.items() if v is not None})
+    if val_size:
+        if val_size >= len(train_ds):
+            raise ValueError(f"--val-size {val_size} leaves no training images (the training split has "
+                             f"{len(train_ds)}); pass a smaller --val-size")
+        # The validation images are held out of the training split and take the test split's place.
+        order = torch.randperm(len(train_ds), generator=torch.Generator().manual_seed(data_seed + 0x5EED))
+        held = set(order[:val_size].tolist())
+        test_ds = torch.utils.data.Subset(train_ds, sorted(held))
+        train_ds = torch.utils.data.Subset(train_ds, [i for i in range(len(train_ds)) if i not in held])
     if cfg.dataset != "shapes":
         train_ds = _subset(train_ds, cfg.train_size, data_seed)
-        test_ds = _subset(test_ds, cfg.test_size, data_seed)
+        test_ds = test_ds if val_size else _subset(test_ds, cfg.test_size, data_seed)
     if len(train_ds) < cfg.batch_size:
         raise ValueError(f"batch_size {cfg.batch_size} is larger than the {len(train_ds)} training images; "
                          "pass a smaller --batch-size")
@@ -489,7 +516,8 @@ def _finish(cfg: TrainConfig, run: RunDir, job: _Job, branches, test_ds, test_lo
     spec = job.spec
     meta = {"dataset": cfg.dataset, "image_size": spec.image_size, "mode": cfg.mode, "seed": cfg.seed,
             "corruptions": cfg.corruptions if branches else "none", "seen_corruptions": seen,
-            "epochs": cfg.epochs, "test_acc": result.test_acc}
+            "epochs": cfg.epochs, "test_acc": result.test_acc,
+            "test_acc_split": "validation" if cfg.val_size else "test"}
     save_model(run.model_path, result.model, model_name=cfg.model,
                num_classes=spec.num_classes, mean=spec.mean, std=spec.std, meta=meta)
     result.run_dir, result.model_path = run.path, run.model_path
@@ -518,5 +546,6 @@ def _robustness(cfg: TrainConfig, run: RunDir, test_ds, device: torch.device, se
     errors = evaluation.corruption_errors(load_model(run.model_path, device=device), root, names, severities,
                                           device=device, progress=cfg.progress)
     method = f"{cfg.mode}, corruptions: {cfg.corruptions}" if seen else "standard training"
+    method += "; validation split" if cfg.val_size else ""
     evaluation.write_report(errors, run.path, seen=seen, title=f"{cfg.dataset} {cfg.model} ({method})")
     return errors

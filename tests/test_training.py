@@ -346,3 +346,77 @@ def test_test_data_and_eval_set_do_not_depend_on_the_training_seed(tmp_path, mon
                   eval_corruptions="fog", eval_severities="1"))
     (a, seed_a), (b, seed_b) = seen
     assert seed_a == seed_b == 0 and torch.equal(a, b)
+
+
+# ---------------------------------------------------------------- --val-size: a validation split
+
+
+def _rows(ds):
+    """The images of a dataset as a set of byte strings (to test which images a split holds)."""
+    return {ds[i][0].numpy().tobytes() for i in range(len(ds))}
+
+
+def test_val_size_holds_out_training_images_and_never_touches_the_test_split(fake_cifar10):
+    from auxtrain.training import TrainConfig, _datasets
+
+    cfg = TrainConfig(dataset="cifar10", data_root=str(fake_cifar10.root), train_size=30, val_size=12,
+                      batch_size=8).resolved()
+    train, val, _ = _datasets(cfg)
+    assert (len(train), len(val)) == (30, 12)
+    train_rows, val_rows = _rows(train), _rows(val)
+    all_train = {img.tobytes() for img in fake_cifar10.train_images}  # (3, 32, 32) like the items
+    test_rows = {img.tobytes() for img in fake_cifar10.test_images}
+    assert not train_rows & val_rows                       # disjoint
+    assert val_rows <= all_train and not val_rows & test_rows
+    # The same data_seed gives the same split, whatever the training seed.
+    again = _datasets(dataclasses.replace(cfg, seed=7))[1]
+    assert _rows(again) == val_rows
+
+
+def test_val_size_on_shapes_adds_the_validation_images_to_the_generated_ones():
+    from auxtrain.training import TrainConfig, _datasets
+
+    cfg = TrainConfig(**{**TINY, "val_size": 40}).resolved()
+    train, val, _ = _datasets(cfg)
+    assert (len(train), len(val)) == (128, 40)
+    assert not _rows(train) & _rows(val)
+
+
+@pytest.mark.parametrize("kw,message", [
+    ({"val_size": 0}, "val_size must be"),
+    ({"val_size": 5, "eval_root": "somewhere"}, "drop one of the two"),
+    ({"val_size": 5, "dataset": "imagefolder"}, "root/val"),
+])
+def test_val_size_bad_values_are_clear_errors(kw, message):
+    from auxtrain.training import TrainConfig
+
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{**TINY, **kw}).resolved()
+
+
+def test_val_size_larger_than_the_training_split_is_a_clear_error(fake_cifar10):
+    from auxtrain.training import TrainConfig, _datasets
+
+    cfg = TrainConfig(dataset="cifar10", data_root=str(fake_cifar10.root), val_size=50).resolved()
+    with pytest.raises(ValueError, match="leaves no training images"):
+        _datasets(cfg)
+
+
+def test_val_size_run_reports_on_corrupted_validation_images(tmp_path, monkeypatch):
+    from auxtrain import evaluation
+    from auxtrain.training import _datasets, fit
+
+    seen = []
+    real = evaluation.generate_corrupted_testset
+
+    def spy(images, labels, cache_dir, **kw):
+        seen.append(images.clone())
+        return real(images, labels, cache_dir, **kw)
+
+    monkeypatch.setattr(evaluation, "generate_corrupted_testset", spy)
+    cfg = _tiny(tmp_path, corruptions="none", val_size=16, eval=True, eval_corruptions="fog",
+                eval_severities="1")
+    result = fit(cfg)
+    val = _datasets(cfg.resolved())[1]
+    assert torch.equal(seen[0], torch.stack([val[i][0] for i in range(len(val))]))
+    assert "validation split" in (result.run_dir / "report.md").read_text()
