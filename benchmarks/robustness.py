@@ -62,11 +62,13 @@ def make_cifar10_c(data_root: Path, out: Path, size: int | None, seed: int) -> P
     return c_dir
 
 
-def run_fit(name: str, args: argparse.Namespace, c_dir: Path, seed: int, fit_args: list[str]) -> dict:
-    """One training run through the CLI (resumed if interrupted); its summary, metrics and wall time."""
+def run_fit(name: str, args: argparse.Namespace, c_dir: Path | None, seed: int, fit_args: list[str]) -> dict:
+    """One training run through the CLI (resumed if interrupted); its summary, metrics and wall time.
+
+    ``c_dir`` is the -C folder to evaluate on; None lets `fit` generate one (e.g. from --val-size images)."""
     run_dir = args.out / f"{name}-seed{seed}"
     cmd = [sys.executable, "-m", "auxtrain", "fit", *fit_args, "--seed", str(seed), "--out", str(run_dir),
-           "--eval-root", str(c_dir), "--no-progress"]
+           "--no-progress", *(["--eval-root", str(c_dir)] if c_dir is not None else [])]
     cmd += ["--resume"] if (run_dir / "checkpoint_last.pt").exists() else []
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     if not (run_dir / "summary.json").exists():
