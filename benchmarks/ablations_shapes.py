@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from robustness import markdown_table, run_fit  # same folder
+from robustness import markdown_table, run_fit, seed_summary  # same folder
 
 VARIANTS = {
     "full": ["--corruptions", "noise,blur"],
@@ -79,12 +79,7 @@ def main() -> None:
              "unseen mean": r["summary"].get("unseen_mean", np.nan), "minutes": r["train_seconds"] / 60}
             for r in results]
     per_run = pd.DataFrame(rows)
-    stats = per_run.drop(columns="seed").groupby("variant", sort=False)
-    mean, std, count = stats.mean(), stats.std(), stats.size()
-    summary = pd.DataFrame({col: ["-" if m != m else f"{m:.2f} ± {s:.2f}" if n > 1 else f"{m:.2f}"
-                                  for m, s, n in zip(mean[col], std[col], count, strict=True)]
-                            for col in mean.columns}, index=mean.index)
-    summary.insert(0, "seeds", count)
+    summary = seed_summary(per_run, by="variant")
     text = "\n".join([
         "# Ablations on the shapes dataset", "",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Machine: {platform.machine()}, "

@@ -102,6 +102,17 @@ def markdown_table(df: pd.DataFrame, index: bool = False) -> str:
     return "\n".join(lines)
 
 
+def seed_summary(table: pd.DataFrame, by: str = "method") -> pd.DataFrame:
+    """Per ``by`` value: the number of seeds and 'mean ± std' of each numeric column (one seed: the mean)."""
+    stats = table.drop(columns="seed").groupby(by, sort=False)
+    mean, std, count = stats.mean(), stats.std(), stats.size()
+    cell = lambda m, s, n: "-" if m != m else f"{m:.2f} ± {s:.2f}" if n > 1 else f"{m:.2f}"  # noqa: E731
+    out = pd.DataFrame({col: [cell(m, s, n) for m, s, n in zip(mean[col], std[col], count, strict=True)]
+                        for col in mean.columns}, index=mean.index)
+    out.insert(0, "seeds", count)
+    return out
+
+
 def write_markdown(results: list[dict], args: argparse.Namespace, preset: dict, path: Path) -> str:
     rows = []
     for r in results:
@@ -128,7 +139,8 @@ def write_markdown(results: list[dict], args: argparse.Namespace, preset: dict, 
         "alpha = beta = 0.05, T = 1, gamma = 1 (the authors' defaults, not tuned: no "
         "hyperparameter was chosen on the test set). Errors in percent (lower is better).", "",
         f"Command: `python benchmarks/robustness.py {' '.join(sys.argv[1:])}`", "",
-        "## Summary", "", markdown_table(table), "",
+        "## Mean ± standard deviation over seeds", "", markdown_table(seed_summary(table), index=True), "",
+        "## Every run", "", markdown_table(table), "",
         "## Mean error over severities, per corruption", "", markdown_table(per_corruption, index=True), "",
         "## Commands of each run", "",
         *[f"- {r['method']} (seed {r['seed']}): `{r['command']}`" for r in results], "",
@@ -164,8 +176,13 @@ def main() -> None:
     c_dir = make_cifar10_c(args.data_root, args.out, preset["eval_size"], args.c_seed)
     jobs = [(m, s) for s in map(int, args.seeds.split(",")) for m in args.methods.split(",")]
     with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(
-            lambda job: run_fit(job[0], args, c_dir, job[1], cifar_fit_args(job[0], args, preset)), jobs))
+        list(pool.map(lambda job: run_fit(job[0], args, c_dir, job[1], cifar_fit_args(job[0], args, preset)),
+                      jobs))
+    # Report every finished run in --out (earlier invocations included), in method then seed order.
+    done = sorted(((m, int(p.parent.name.rsplit("-seed", 1)[1])) for m in METHODS
+                   for p in args.out.glob(f"{m}-seed*/summary.json")),
+                  key=lambda job: (list(METHODS).index(job[0]), job[1]))
+    results = [run_fit(m, args, c_dir, seed, cifar_fit_args(m, args, preset)) for m, seed in done]
     print(write_markdown(results, args, preset, args.result))
 
 
