@@ -53,7 +53,7 @@ class UserError(Exception):
 
 
 def _add_fit(sub: argparse._SubParsersAction) -> None:
-    from auxtrain.training import TrainConfig
+    from auxtrain.train_config import TrainConfig
 
     p = sub.add_parser(
         "fit", help="train a robust classifier (auxiliary training) and export a plain model",
@@ -148,7 +148,7 @@ def _fit_config(args: argparse.Namespace):
 
     from auxtrain.config import load_config_file, merge_config
     from auxtrain.run_dir import RunDir
-    from auxtrain.training import TrainConfig
+    from auxtrain.train_config import TrainConfig
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     flags = {k: v for k, v in vars(args).items() if k in names}
