@@ -43,6 +43,31 @@ VARIANTS = {
 }
 
 
+def paired_with(per_run: pd.DataFrame, reference: str = "full",
+                columns: tuple[str, ...] = ("clean error", "mCE")) -> pd.DataFrame:
+    """Each variant minus ``reference`` on the same seed (same data, same initialisation).
+
+    Seed-to-seed spread on shapes is large (the learning curve has a plateau some seeds leave late),
+    so the paired difference and how many seeds favour each side say more than two overlapping
+    mean ± std cells.
+    """
+    ref = per_run[per_run["variant"] == reference].set_index("seed")
+    rows = []
+    for variant, group in per_run[per_run["variant"] != reference].groupby("variant", sort=False):
+        diff = group.set_index("seed")[list(columns)] - ref[list(columns)]
+        diff = diff.dropna()
+        if diff.empty:
+            continue
+        row = {"variant": variant, "seeds": len(diff)}
+        for col in columns:
+            d = diff[col]
+            spread = f" ± {d.std():.2f}" if len(d) > 1 else ""
+            row[f"{col} - {reference}"] = f"{d.mean():+.2f}{spread}"
+            row[f"seeds {reference} lower ({col})"] = f"{int((d > 0).sum())} of {len(d)}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -95,6 +120,8 @@ def main() -> None:
         f"Command: `python benchmarks/ablations_shapes.py {' '.join(sys.argv[1:])}`", "",
         "## Mean ± std over seeds (a single value where only one seed ran)", "",
         markdown_table(summary, index=True), "",
+        "## Paired with the full method (variant minus full on the same seed; positive = full is better)", "",
+        markdown_table(paired_with(per_run)), "",
         "## Every run", "", markdown_table(per_run), "",
         "Per-run commands are in each run directory's config.yaml.", ""])
     tmp = args.result.with_suffix(".tmp")

@@ -1,0 +1,47 @@
+"""The result-table helpers of benchmarks/ that turn finished runs into the published numbers."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import ablations_shapes  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
+import robustness  # noqa: E402
+
+
+def _runs() -> pd.DataFrame:
+    return pd.DataFrame({
+        "variant": ["full", "full", "full", "other", "other", "other", "single"],
+        "seed": [0, 1, 2, 0, 1, 2, 0],
+        "clean error": [10.0, 12.0, 14.0, 13.0, 11.0, 20.0, 30.0],
+        "mCE": [20.0, 22.0, 24.0, 25.0, 23.0, 30.0, 40.0],
+    })
+
+
+def test_seed_summary_reports_mean_and_sample_std_per_group() -> None:
+    summary = robustness.seed_summary(_runs(), by="variant")
+    assert summary.loc["full", "seeds"] == 3
+    assert summary.loc["full", "clean error"] == "12.00 ± 2.00"
+    assert summary.loc["single", "mCE"] == "40.00"  # one seed: no spread to report
+
+
+def test_paired_with_subtracts_the_reference_on_the_same_seed() -> None:
+    paired = ablations_shapes.paired_with(_runs()).set_index("variant")
+    # other - full per seed: clean +3, -1, +6; mCE +5, +1, +6
+    assert paired.loc["other", "clean error - full"] == "+2.67 ± 3.51"
+    assert paired.loc["other", "seeds full lower (clean error)"] == "2 of 3"
+    assert paired.loc["other", "seeds full lower (mCE)"] == "3 of 3"
+    assert paired.loc["single", "seeds"] == 1
+    assert paired.loc["single", "mCE - full"] == "+20.00"
+
+
+def test_noise_blur_split_separates_the_trained_families_from_the_rest() -> None:
+    names = robustness.NOISE_BLUR + ["fog", "jpeg_compression"]
+    errors = pd.DataFrame({"corruption": ["clean", *names],
+                           "error": [99.0] + [10.0] * len(robustness.NOISE_BLUR) + [30.0, 50.0]})
+    split = robustness.noise_blur_split(errors)
+    assert len(robustness.NOISE_BLUR) == 7
+    assert split == {"noise+blur mean": 10.0, "other mean": 40.0}
