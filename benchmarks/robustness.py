@@ -140,8 +140,10 @@ def write_markdown(results: list[dict], args: argparse.Namespace, preset: dict, 
     per_corruption = pd.concat(
         [r["errors"].query("corruption != 'clean'").groupby("corruption", sort=False)["error"].mean()
          .rename(f"{r['method']} s{r['seed']}") for r in results], axis=1)
+    overrides = "".join(f", {key.replace('_', ' ')} {getattr(args, key)}" for key in ("epochs", "train_size")
+                        if getattr(args, key) is not None)
     lines = [
-        "# Robustness on CIFAR-10 (CPU preset)", "",
+        f"# Robustness on CIFAR-10 ({args.preset} preset{overrides})", "",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Machine: {platform.machine()}, "
         f"{os.cpu_count()} CPU cores, no GPU; torch {torch.__version__}, numpy {np.__version__}.",
         "Data: the real CIFAR-10 from ../shared/data (pixels JPEG-sourced, so not bit-exact to the official "

@@ -6,9 +6,12 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import torch
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import ablations_shapes  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
+import bn_statistics  # noqa: E402
 import robustness  # noqa: E402
 
 
@@ -45,3 +48,20 @@ def test_noise_blur_split_separates_the_trained_families_from_the_rest() -> None
     split = robustness.noise_blur_split(errors)
     assert len(robustness.NOISE_BLUR) == 7
     assert split == {"noise+blur mean": 10.0, "other mean": 40.0}
+
+
+def test_with_batch_statistics_normalises_each_batch_by_itself_and_leaves_the_model_alone() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).eval()
+    model[1].running_mean.fill_(5.0)  # statistics that do not fit the test batch
+    model[1].running_var.fill_(9.0)
+    x = torch.randn(8, 3, 6, 6) * 2 + 1
+    adapted = bn_statistics.with_batch_statistics(model).eval()
+    features = model[0](x)
+    expected = (features - features.mean((0, 2, 3), keepdim=True)) / torch.sqrt(
+        features.var((0, 2, 3), unbiased=False, keepdim=True) + model[1].eps)
+    expected = expected * model[1].weight[:, None, None] + model[1].bias[:, None, None]
+    with torch.no_grad():
+        torch.testing.assert_close(adapted(x), expected)
+        assert not torch.allclose(model(x), expected, atol=1e-3)
+    assert model[1].running_mean.eq(5.0).all()  # the original keeps its running statistics
