@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from robustness import markdown_table, noise_blur_split  # same folder
+from robustness import markdown_table, noise_blur_split, seed_summary  # same folder
 from torch import nn
 
 from auxtrain.data import build_datasets
@@ -72,16 +72,21 @@ def main() -> None:
             start = time.time()
             errors = corruption_errors(variant, args.c_root, batch_size=args.batch_size,
                                        clean=clean, progress=False)
-            rows.append({"run": run.name, "BN statistics": label, **summarise(errors)})
+            method, _, seed = run.name.rpartition("-seed")
+            rows.append({"run": run.name, "method": method or run.name, "seed": seed, "BN statistics": label,
+                         **summarise(errors)})
             print(f"{run.name} {label}: {rows[-1]} ({time.time() - start:.0f} s)", flush=True)
     table = pd.DataFrame(rows)
+    summary = seed_summary(table.drop(columns="run"), by=["method", "BN statistics"])
     text = "\n".join([
         "# Running vs test-batch BatchNorm statistics", "",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Machine: {platform.machine()}, "
         f"{os.cpu_count()} CPU cores; torch {torch.__version__}. -C set: `{args.c_root}`; batches of "
         f"{args.batch_size} images of one corruption and severity. Errors in percent (lower is better).", "",
         f"Command: `python benchmarks/bn_statistics.py {' '.join(sys.argv[1:])}`", "",
-        markdown_table(table), ""])
+        "## Mean ± standard deviation over seeds", "",
+        markdown_table(summary, index=True), "",
+        "## Every run", "", markdown_table(table.drop(columns=["method", "seed"])), ""])
     args.result.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.result.with_suffix(".tmp")
     tmp.write_text(text)
