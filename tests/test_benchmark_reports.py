@@ -65,3 +65,20 @@ def test_with_batch_statistics_normalises_each_batch_by_itself_and_leaves_the_mo
         torch.testing.assert_close(adapted(x), expected)
         assert not torch.allclose(model(x), expected, atol=1e-3)
     assert model[1].running_mean.eq(5.0).all()  # the original keeps its running statistics
+
+
+def test_with_recalibrated_statistics_estimates_bn_on_clean_plus_corrupted_views() -> None:
+    from auxtrain.data.augment import augment_batch
+    from auxtrain.data.views import make_views
+
+    images = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8)
+    model = nn.Sequential(nn.BatchNorm2d(3)).eval()
+    adapted = bn_statistics.with_recalibrated_statistics(model, images, "gaussian_noise", seed=3)
+    generator = torch.Generator().manual_seed(3)
+    cropped = augment_batch(images, generator)  # the training augmentation, then the views
+    (view,) = make_views(cropped, "gaussian_noise", generator)
+    mixture = torch.cat([cropped, view]).float() / 255
+    torch.testing.assert_close(adapted[0].running_mean, mixture.mean((0, 2, 3)))
+    torch.testing.assert_close(adapted[0].running_var, mixture.var((0, 2, 3)))  # BN keeps the unbiased one
+    assert not adapted.training
+    assert model[0].running_mean.eq(0).all()  # the original is untouched
