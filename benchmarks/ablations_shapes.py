@@ -29,6 +29,8 @@ import pandas as pd
 import torch
 from robustness import markdown_table, noise_blur_split, run_fit, seed_summary  # same folder
 
+from auxtrain.run_dir import atomic_write_text
+
 VARIANTS = {
     "full": ["--corruptions", "noise,blur"],
     "no_selective_bn": ["--corruptions", "noise,blur", "--no-selective-bn"],
@@ -124,9 +126,7 @@ def main() -> None:
         markdown_table(paired_with(per_run)), "",
         "## Every run", "", markdown_table(per_run), "",
         "Per-run commands are in each run directory's config.yaml.", ""])
-    tmp = args.result.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, args.result)
+    atomic_write_text(args.result, text)
     print(text)
 
 

@@ -34,6 +34,7 @@ from auxtrain.data.augment import augment_batch
 from auxtrain.data.views import make_views
 from auxtrain.evaluation import corruption_errors, mce
 from auxtrain.export import load_model
+from auxtrain.run_dir import atomic_write_text
 
 
 def with_batch_statistics(model: nn.Module) -> nn.Module:
@@ -121,9 +122,7 @@ def main() -> None:
         markdown_table(summary, index=True), "",
         "## Every run", "", markdown_table(table.drop(columns=["method", "seed"])), ""])
     args.result.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.result.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, args.result)
+    atomic_write_text(args.result, text)
     print(text)
 
 

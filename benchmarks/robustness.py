@@ -34,6 +34,7 @@ import torch
 
 import corruptions
 from auxtrain.data import build_datasets
+from auxtrain.run_dir import atomic_write_text
 
 METHODS = {  # longest first, so that two parallel jobs finish together
     "auxfamily": ["--corruptions", "noise,blur,weather,digital"],
@@ -165,9 +166,7 @@ def write_markdown(results: list[dict], args: argparse.Namespace, preset: dict, 
         *[f"- {r['method']} (seed {r['seed']}): `{r['command']}`" for r in results], "",
     ]
     text = "\n".join(lines)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
     return text
 
 

@@ -24,6 +24,8 @@ import pandas as pd
 import torch
 from robustness import PRESETS, markdown_table, run_fit  # same folder
 
+from auxtrain.run_dir import atomic_write_text
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
@@ -77,9 +79,7 @@ def main() -> None:
         f"Lowest validation mCE: alpha = {best['alpha']:g}, beta = {best['beta']:g} "
         f"(validation mCE {best['val mCE (15)']:.2f}, clean error {best['val clean error']:.2f}).", "",
         "Per-run commands:", "", *[f"- `{r['command']}`" for r in results], ""])
-    tmp = args.result.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, args.result)
+    atomic_write_text(args.result, text)
     print(text)
 
 
