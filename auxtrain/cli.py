@@ -336,37 +336,13 @@ def _add_make_c(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_make_c)
 
 
-def _make_c_names(text: str) -> list[str]:
-    """Corruption names from "all", a family, a name, or a comma-separated mix, in order, once each."""
-    from corruptions import get_corruption_names
-
-    valid = get_corruption_names("all")
-    names: list[str] = []
-    for item in filter(None, (i.strip() for i in text.split(","))):
-        if item in valid:
-            expanded = [item]
-        else:
-            try:
-                expanded = get_corruption_names(item)
-            except ValueError:
-                raise ValueError(
-                    f"--corruptions: {item!r} is neither a corruption nor a subset; use all, common, extra, "
-                    f"noise, blur, weather, digital or names from `auxtrain list-corruptions`"
-                ) from None
-        names += [n for n in expanded if n not in names]
-    if not names:
-        raise ValueError(f"--corruptions {text!r} names no corruption; e.g. --corruptions all")
-    return names
-
-
 def _run_make_c(args: argparse.Namespace) -> int:
     from auxtrain.data import build_datasets
-    from auxtrain.data.views import parse_severities
-    from corruptions import make_c
+    from corruptions import make_c, parse_severities, resolve_names
 
     try:
-        names = _make_c_names(args.corruptions)
-        severities = parse_severities(args.severities)
+        names = resolve_names(args.corruptions, what="--corruptions")
+        severities = parse_severities(args.severities, what="--severities")
         if args.test_size is not None and args.test_size < 1:
             raise ValueError(f"--test-size {args.test_size} must be a positive number of images")
         if args.dataset == "shapes":  # generated: build only the test split that is needed
@@ -418,10 +394,13 @@ def _add_list_corruptions(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_list_corruptions(args: argparse.Namespace) -> int:
-    from corruptions import get_corruption_names
+    from corruptions import family_of, get_corruption_names
 
-    for family in ("noise", "blur", "weather", "digital", "extra"):
-        print(f"{family:8s} {', '.join(get_corruption_names(family))}")
+    families: dict[str, list[str]] = {}
+    for name in get_corruption_names("all"):
+        families.setdefault(family_of(name), []).append(name)
+    for family, names in families.items():
+        print(f"{family:8s} {', '.join(names)}")
     return 0
 
 

@@ -346,9 +346,9 @@ def mce(errors: pd.DataFrame, baseline: pd.DataFrame | None = None,
 
 
 def _names_in_order(names: Iterable[str]) -> list[str]:
-    from auxtrain.data.corrupted import _order
+    from corruptions import canonical_order
 
-    return _order(list(names))
+    return canonical_order(names)
 
 
 def seen_corruptions(meta: dict[str, Any]) -> list[str] | None:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+import corruptions
 from auxtrain import distributed as D
 from auxtrain.checkpoint import load_checkpoint, save_checkpoint
 from auxtrain.run_dir import RunDir
@@ -34,7 +35,6 @@ from auxtrain.train_config import DATASET_DEFAULTS, RESUMABLE_CHANGES, TrainConf
 
 __all__ = ["TrainConfig", "RunResult", "NonFiniteLossError", "fit", "DATASET_DEFAULTS"]
 
-_SUBSETS = ("all", "common", "extra", "noise", "blur", "weather", "digital")
 LOSS_TERMS = ("ce", "aux_ce", "distill", "tying", "companion")
 
 
@@ -119,7 +119,7 @@ def fit(config: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | Non
         # Check the run directory and read the checkpoint (rank 0) before anything is built or written.
         run, ckpt = D.run_on_main(lambda: _open_run(cfg), ctx)
         branches = data.parse_branches(cfg.corruptions)  # [] for "none"
-        severities = data.parse_severities(cfg.severities)
+        severities = corruptions.parse_severities(cfg.severities, what="--severities")
         train_ds, test_ds, spec = _datasets(cfg)
         job = _build(cfg, ctx, device, spec, num_branches=len(branches) if cfg.mode == "auxiliary" else 0)
         start_epoch, start_step, sums, gen_state = 0, 0, None, None
@@ -414,14 +414,12 @@ def _finish(cfg: TrainConfig, run: RunDir, job: _Job, branches, test_ds, test_lo
 def _robustness(cfg: TrainConfig, run: RunDir, test_ds, device: torch.device, seen: list[str]):
     """Corruption errors of the exported model on ``eval_root`` or a -C set generated from the test split."""
     from auxtrain import evaluation
-    from auxtrain.data import parse_severities
     from auxtrain.export import load_model
-    from corruptions import get_corruption_names
+    from corruptions import parse_severities, resolve_names
 
     root = cfg.eval_root
-    names = [n for item in cfg.eval_corruptions.split(",") if item.strip()
-             for n in (get_corruption_names(item.strip()) if item.strip() in _SUBSETS else [item.strip()])]
-    severities = list(parse_severities(cfg.eval_severities))
+    names = resolve_names(cfg.eval_corruptions, what="--eval-corruptions")
+    severities = list(parse_severities(cfg.eval_severities, what="--eval-severities"))
     if root is None:
         ds = _subset(test_ds, cfg.eval_size, cfg.eval_seed)
         images, labels = zip(*(ds[i] for i in range(len(ds))), strict=True)

@@ -1,4 +1,4 @@
-"""The public functions: ``get_corruption_names`` and ``corrupt``.
+"""``corrupt``: one public entry that dispatches every input type to the batched kernels.
 
 ``corrupt`` dispatches on the input type (torchvision v2 style): each supported type has one
 registered image kernel, and everything funnels into the batched tensor path, so a numpy image
@@ -17,32 +17,14 @@ import torch
 # Importing the kernel modules runs their ``register`` calls (all 19 corruptions).
 from . import blur, color, digital, geometric, noise, weather  # noqa: F401
 from ._params import check_profile, resolve_params
-from ._registry import ALL_NAMES, BENCHMARK_FAMILIES, FAMILIES, get_spec
+from ._registry import get_spec
+from ._vocabulary import get_corruption_names as get_corruption_names
 
 MIN_SIZE = 8  # smallest height / width accepted
 # Added before truncating x * 255 to uint8, so float32 round-off (254.99998 for an exact 255)
 # cannot cost a grey level. It is above float32 round-off at 255 (~5e-5) and far below what any
 # corruption changes; exact results closer than that below an integer are rounded up.
 _TRUNCATION_EPS = 1e-4
-
-
-def get_corruption_names(subset: str = "common") -> list[str]:
-    """Corruption names of ``subset``, in the canonical CIFAR-C order.
-
-    ``subset``: "common" (the 15 benchmark corruptions), "extra" (the 4 extra ones; alias
-    "validation" as in imagecorruptions), "all" (19), or a family: "noise", "blur", "weather",
-    "digital" (benchmark corruptions only).
-    """
-    if subset == "common":
-        return [n for fam in BENCHMARK_FAMILIES for n in FAMILIES[fam]]
-    if subset in ("extra", "validation"):
-        return list(FAMILIES["extra"])
-    if subset == "all":
-        return list(ALL_NAMES)
-    if subset in BENCHMARK_FAMILIES:
-        return list(FAMILIES[subset])
-    valid = ["common", "extra", "validation", "all", *BENCHMARK_FAMILIES]
-    raise ValueError(f"subset={subset!r} is not a corruption subset; use one of {valid}")
 
 
 def corrupt(

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from ._params import check_profile
-from ._registry import ALL_NAMES
-from .api import MIN_SIZE, corrupt, get_corruption_names
+from ._vocabulary import parse_severities, resolve_names
+from .api import MIN_SIZE, corrupt
 
 MANIFEST = "make_c.json"
 _FORMAT = 1
@@ -47,20 +47,6 @@ def _as_nchw_uint8(images: np.ndarray | torch.Tensor) -> torch.Tensor:
             )
         return images
     raise TypeError(f"images must be a numpy array (N, H, W, 3) or a tensor (N, 3, H, W), got {type(images)}")
-
-
-def _resolve_names(names: str | Sequence[str] | None) -> list[str]:
-    if names is None:
-        return list(ALL_NAMES)
-    if isinstance(names, str):
-        return [names] if names in ALL_NAMES else get_corruption_names(names)
-    names = list(names)
-    unknown = [n for n in names if n not in ALL_NAMES]
-    if unknown or not names or len(set(names)) != len(names):
-        raise ValueError(
-            f"names={names!r} must be distinct corruption names; use names from: {', '.join(ALL_NAMES)}"
-        )
-    return names
 
 
 def _resolve_device(device: str | torch.device | None, images: torch.Tensor) -> torch.device:
@@ -160,12 +146,8 @@ def make_c(
         raise ValueError(
             f"labels must be {n} integers (one per image), got {label_array.dtype} {label_array.shape}"
         )
-    names = _resolve_names(names)
-    severities = [int(s) for s in severities]
-    if not severities or any(not 1 <= s <= 5 for s in severities) or len(set(severities)) != len(severities):
-        raise ValueError(
-            f"severities={severities!r} must be distinct integers from 1 to 5, e.g. (1, 2, 3, 4, 5)"
-        )
+    names = resolve_names(names, what="names")
+    severities = list(parse_severities(severities))
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
     check_profile(profile)

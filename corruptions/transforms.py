@@ -15,15 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._registry import ALL_NAMES
-from .api import _torch_generator, corrupt, get_corruption_names
-
-
-def _check_severities(severities: int | Sequence[int]) -> tuple[int, ...]:
-    values = (severities,) if isinstance(severities, int) else tuple(severities)
-    if not values or any(isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= 5 for s in values):
-        raise ValueError(f"severities={severities!r} must be integers from 1 to 5, e.g. (1, 2, 3, 4, 5)")
-    return values
+from ._vocabulary import parse_severities, resolve_names
+from .api import _torch_generator, corrupt
 
 
 class Corrupt(nn.Module):
@@ -38,9 +31,10 @@ class Corrupt(nn.Module):
         generator: torch.Generator | np.random.Generator | None = None,
     ) -> None:
         super().__init__()
-        if name not in ALL_NAMES:
-            raise ValueError(f"name={name!r} is not a known corruption; use one of: {', '.join(ALL_NAMES)}")
-        (self.severity,) = _check_severities(severity)
+        if resolve_names([name], what="name") != [name]:
+            raise ValueError(f"name={name!r} is a subset; Corrupt takes one corruption name "
+                             "(use RandomCorruption for a subset)")
+        (self.severity,) = parse_severities(severity, what="severity")
         self.name = name
         self.profile = profile
         self.generator = generator
@@ -71,18 +65,11 @@ class RandomCorruption(nn.Module):
         generator: torch.Generator | np.random.Generator | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(names, str):
-            names = [names] if names in ALL_NAMES else get_corruption_names(names)
-        names = list(names)
-        unknown = [n for n in names if n not in ALL_NAMES]
-        if not names or unknown:
-            raise ValueError(
-                f"names={names!r} must be corruption names ({', '.join(ALL_NAMES)}) or a subset name"
-            )
+        names = resolve_names(names, what="names")
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p={p} is a probability; use a value in [0, 1]")
         self.names = names
-        self.severities = _check_severities(severities)
+        self.severities = parse_severities(severities)
         self.p = float(p)
         self.profile = profile
         self.generator = generator

@@ -365,8 +365,10 @@ def test_corrupt_transform_equals_the_function():
     assert "shot_noise" in repr(t)
     with pytest.raises(ValueError, match="name='snowy'"):
         Corrupt("snowy")
-    with pytest.raises(ValueError, match="severities=6"):
+    with pytest.raises(ValueError, match="severity=6"):
         Corrupt("snow", 6)
+    with pytest.raises(ValueError, match="a subset"):
+        Corrupt("noise")
 
 
 def test_random_corruption_is_seeded_and_per_image():
@@ -389,7 +391,29 @@ def test_package_reexports():
     assert set(corruptions.__all__) == {
         "corrupt",
         "get_corruption_names",
+        "resolve_names",
+        "family_of",
+        "canonical_order",
+        "parse_severities",
         "make_c",
         "Corrupt",
         "RandomCorruption",
     }
+
+
+def test_resolve_names_accepts_every_spec_form_in_canonical_order():
+    assert corruptions.resolve_names("fog,noise") == ["gaussian_noise", "shot_noise", "impulse_noise", "fog"]
+    assert corruptions.resolve_names(["common"]) == get_corruption_names("common")
+    assert corruptions.resolve_names(None) == get_corruption_names("all")
+    assert corruptions.resolve_names("extra, snow") == ["snow", *get_corruption_names("extra")]
+    with pytest.raises(ValueError, match=r"--x='fgo' is neither.*subsets common.*gaussian_noise"):
+        corruptions.resolve_names("noise,fgo", what="--x")
+    with pytest.raises(ValueError, match="names no corruption"):
+        corruptions.resolve_names(" , ")
+
+
+def test_family_of_covers_every_name():
+    assert [corruptions.family_of(n) for n in ("shot_noise", "zoom_blur", "fog", "pixelate", "spatter")] == [
+        "noise", "blur", "weather", "digital", "extra"]
+    with pytest.raises(ValueError, match="not a corruption"):
+        corruptions.family_of("noise")

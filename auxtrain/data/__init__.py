@@ -8,7 +8,7 @@ from .cifar import CIFAR10, CIFAR100
 from .image_folder import ImageFolderDataset
 from .loaders import make_loader
 from .shapes import SHAPES_CLASSES, Shapes, generate_shapes
-from .views import make_views, parse_branches, parse_severities
+from .views import make_views, parse_branches
 
 __all__ = [
     # _base
@@ -28,5 +28,5 @@ __all__ = [
     # shapes
     "SHAPES_CLASSES", "Shapes", "generate_shapes",
     # views
-    "make_views", "parse_branches", "parse_severities",
+    "make_views", "parse_branches",
 ]

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from corruptions import canonical_order
+
 LABELS_FILE = "labels.npy"
 CLEAN_FILE = "clean.npy"  # optional: the N clean test images (N, H, W, 3), labels = one block of labels.npy
 MANIFESTS = ("make_c.json", "meta.json")  # JSON files that may declare "severities" (make_c writes the first)
@@ -32,24 +34,17 @@ _FIX_NPY = "regenerate it with `auxtrain make-c` or download the -C set again"
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-def _order(names: Sequence[str]) -> list[str]:
-    """Names in the benchmark order of method.md (unknown names last, alphabetically)."""
-    from corruptions import get_corruption_names
-
-    canon = {n: i for i, n in enumerate(get_corruption_names("all"))}
-    return sorted(names, key=lambda n: (canon.get(n, len(canon)), n))
-
-
 def _select(found: Sequence[str], wanted: Sequence[str] | None, root: Path) -> tuple[list[str], list[str]]:
     """(present names in canonical order, requested-but-absent names)."""
     if wanted is None:
-        return _order(found), []
+        return canonical_order(found), []
     present = [n for n in wanted if n in found]
     missing = [n for n in wanted if n not in found]
     if not present:
         raise ValueError(f"none of the requested corruptions {list(wanted)} is in {root} (it holds "
-                         f"{_order(found) or 'nothing'}); pass --corruptions with names that exist there")
-    return _order(present), missing
+                         f"{canonical_order(found) or 'nothing'}); pass --corruptions with names that exist "
+                         "there")
+    return canonical_order(present), missing
 
 
 class NpyCorruptedSet:

@@ -1,11 +1,10 @@
 """Paired corrupted views for auxiliary training: branch syntax and batched view construction.
 
 A *branch* is a set of corruptions; each auxiliary head sees one branch's view of the batch. In
-``--corruptions noise,blur`` every comma-separated item is one branch; an item is a family
-(``noise``, ``blur``, ``weather``, ``digital``, ``extra``), a subset (``common`` = the 15
-benchmark corruptions, ``all`` = all 19), a corruption name, or several of these joined by ``+``
-(their union, e.g. ``gaussian_noise+defocus_blur``). ``none`` alone means no branch (standard
-training).
+``--corruptions noise,blur`` every comma-separated item is one branch; an item is anything
+:func:`corruptions.resolve_names` accepts (a family, a subset, a corruption name), or several of
+these joined by ``+`` (their union, e.g. ``gaussian_noise+defocus_blur``). ``none`` alone means
+no branch (standard training).
 
 :func:`make_views` corrupts the *same* (already augmented) images once per branch, so all views
 are pixel-aligned with the clean batch: each image independently draws one member of the branch
@@ -21,27 +20,16 @@ import torch
 
 import corruptions
 
-# Tokens that name a set of corruptions (resolved with corruptions.get_corruption_names).
-SUBSET_TOKENS = ("noise", "blur", "weather", "digital", "extra", "common", "all")
-
-
-def _all_names() -> list[str]:
-    return corruptions.get_corruption_names("all")
-
 
 def _expand(token: str, text: str) -> list[str]:
-    if token in SUBSET_TOKENS:
-        return corruptions.get_corruption_names(token)
-    if token in _all_names():
-        return [token]
     if token == "none":
         raise ValueError(f"corruptions={text!r}: 'none' cannot be combined with other branches; "
                          "pass 'none' alone for standard training")
-    raise ValueError(
-        f"corruptions={text!r}: unknown corruption or family {token!r}; use families/subsets "
-        f"{', '.join(SUBSET_TOKENS)} or names {', '.join(_all_names())}, joined by '+' within a "
-        "branch and ',' between branches, or 'none'"
-    )
+    try:
+        return corruptions.resolve_names(token, what=f"corruptions={text!r}")
+    except ValueError as exc:
+        raise ValueError(f"{exc}; join them by '+' within a branch and ',' between branches, "
+                         "or pass 'none'") from None
 
 
 def parse_branches(text: str) -> list[tuple[str, ...]]:
@@ -80,40 +68,6 @@ def parse_branches(text: str) -> list[tuple[str, ...]]:
     return branches
 
 
-def parse_severities(text: str | int | Sequence[int]) -> tuple[int, ...]:
-    """Parses ``"1-5"``, ``"3"``, ``"1,3,5"`` (or ``"1-2,5"``, an int, a sequence) into sorted severities."""
-    if isinstance(text, bool):
-        raise TypeError(f"severities must be a string like '1-5', an int or ints, got {text!r}")
-    if isinstance(text, int):
-        values = [text]
-    elif isinstance(text, str):
-        values = []
-        for item in text.replace(" ", "").split(","):
-            lo, sep, hi = item.partition("-")
-            try:
-                a = int(lo)
-                b = int(hi) if sep else a
-            except ValueError:
-                raise ValueError(
-                    f"severities={text!r} is not valid; use a range '1-5', one value '3' or a list '1,3,5'"
-                ) from None
-            if b < a:
-                raise ValueError(f"severities={text!r}: range {item!r} is descending; write it as '{b}-{a}'")
-            values.extend(range(a, b + 1))
-    elif isinstance(text, Sequence) and all(isinstance(v, int) and not isinstance(v, bool) for v in text):
-        values = list(text)
-    else:
-        raise TypeError(f"severities must be a string like '1-5', an int or ints, got {text!r}")
-    if not values:
-        raise ValueError(f"severities={text!r} is empty; use e.g. '1-5'")
-    bad = sorted({v for v in values if not 1 <= v <= 5})
-    if bad:
-        raise ValueError(f"severities={text!r}: {bad} outside 1..5")
-    if len(set(values)) != len(values):
-        raise ValueError(f"severities={text!r} lists a severity twice")
-    return tuple(sorted(values))
-
-
 def make_views(
     images: torch.Tensor,
     branches: Sequence[Sequence[str]] | str,
@@ -139,9 +93,9 @@ def make_views(
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     if isinstance(branches, str):
         branches = parse_branches(branches)
-    sev_values = torch.tensor(parse_severities(severities) if isinstance(severities, str)
-                              else parse_severities(tuple(severities)))
-    known = set(_all_names())
+    sev_values = torch.tensor(corruptions.parse_severities(
+        severities if isinstance(severities, str) else tuple(severities)))
+    known = set(corruptions.get_corruption_names("all"))
     b = images.shape[0]
     views = []
     for members in branches:
