@@ -13,14 +13,15 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
 
-from auxtrain.losses import tied_parameter_pairs
-from auxtrain.nn import convert_selective_bn, revert_selective_bn, route_domains
+from auxtrain.losses import tied_parameter_pairs, weight_tying_penalty
+from auxtrain.nn import InputNormalization, convert_selective_bn, revert_selective_bn, route_domains
 
-__all__ = ["AuxiliaryModel", "AttentionHead", "CompanionHead"]
+__all__ = ["AuxiliaryModel", "AuxiliaryOutput", "AttentionHead", "CompanionHead"]
 
 HEAD_TYPES = ("copy", "attention")
 
@@ -92,6 +93,19 @@ class CompanionHead(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
+class AuxiliaryOutput(NamedTuple):
+    """What :class:`AuxiliaryModel` returns in training: always these three fields.
+
+    ``main``: main-head logits on the clean chunk (B rows); ``aux``: one logits tensor per
+    auxiliary head on its corrupted chunk (empty for K = 0); ``companions``: deep-supervision
+    logits on the clean chunk by stage name (empty when there are none).
+    """
+
+    main: torch.Tensor
+    aux: list[torch.Tensor]
+    companions: dict[str, torch.Tensor]
+
+
 def _companion_key(stage: str) -> str:
     return stage.replace(".", "__")  # ModuleDict keys cannot contain dots
 
@@ -111,18 +125,20 @@ class AuxiliaryModel(nn.Module):
         companion_channels: width of each companion's convolution (default: the stage's channels).
         selective_bn: ``False`` keeps plain BatchNorm2d, so the stacked views share batch and running
             statistics (the "without selective BN" ablation of the paper; not the method).
+        mean, std: the dataset's per-channel statistics (0..1 scale). Given, the model takes images
+            as uint8 or float in [0, 1] and normalises them itself (:class:`InputNormalization`), as
+            the exported model does; omitted, it takes already normalised float input.
 
     Training mode: ``forward(x)`` with ``x`` the stacked batch ``[clean; view_1; ...; view_K]`` of
-    ``(K + 1) * B`` images returns ``(main_logits, [aux_logits_1, ..., aux_logits_K])``, each ``B`` rows;
-    with ``return_companions=True`` also a dict ``{stage: companion_logits}`` on the clean chunk.
+    ``(K + 1) * B`` images returns an :class:`AuxiliaryOutput` ``(main, aux, companions)``.
     Eval mode: ``forward(x)`` takes an ordinary clean batch and returns the main logits (plain BN
-    behaviour with the clean running statistics); with ``return_companions=True`` it returns
-    ``(main_logits, [], companions)``. :meth:`forward_branches` runs the stacked pass in any mode.
+    behaviour with the clean running statistics). :meth:`forward_branches` runs the stacked pass
+    in any mode.
 
     Example::
 
         model = AuxiliaryModel(create_model("resnet18", 100), num_branches=2)
-        main_logits, aux_logits = model(torch.cat([clean, noisy, blurred]))
+        out = model(torch.cat([clean, noisy, blurred]))   # out.main, out.aux, out.companions
         plain = model.strip()  # loads into create_model("resnet18", 100)
     """
 
@@ -135,6 +151,8 @@ class AuxiliaryModel(nn.Module):
         companions: Sequence[str] | None = None,
         companion_channels: int | None = None,
         selective_bn: bool = True,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         if isinstance(num_branches, bool) or not isinstance(num_branches, int) or num_branches < 0:
@@ -159,8 +177,11 @@ class AuxiliaryModel(nn.Module):
         if companion_channels is not None and companion_channels < 1:
             raise ValueError(f"companion_channels must be a positive int or None, got {companion_channels!r}")
 
+        if (mean is None) != (std is None):
+            raise ValueError("pass both mean= and std= (the dataset's per-channel statistics) or neither")
         self.num_branches = num_branches
         self.head_type = head
+        self.normalize = InputNormalization(mean, std) if mean is not None else nn.Identity()
         self.companion_stages = companions
         self.selective_bn = selective_bn
         self.model = convert_selective_bn(model, num_branches + 1, running_stats=running_stats) \
@@ -179,6 +200,7 @@ class AuxiliaryModel(nn.Module):
                 for s in companions
             }
         ).to(device=ref.device)
+        self.normalize.to(device=ref.device)
         for p in list(self.aux_heads.parameters()) + list(self.companions.parameters()):
             p.grad = None
 
@@ -203,7 +225,14 @@ class AuxiliaryModel(nn.Module):
         """(main, auxiliary) parameter pairs of the weight-tying penalty, over all auxiliary heads."""
         return [pair for aux in self.aux_heads for pair in tied_parameter_pairs(self.main_head, aux)]
 
+    def weight_tying_penalty(self) -> torch.Tensor | None:
+        """The stage-two penalty over all auxiliary heads (None without auxiliary heads)."""
+        if not self.num_branches:
+            return None
+        return weight_tying_penalty(self.main_head, self.aux_heads)
+
     def _features(self, x: torch.Tensor, with_stages: bool):
+        x = self.normalize(x)
         if with_stages and self.companion_stages:
             return self.model.forward_stages(x, self.companion_stages)
         return self.model.forward_features(x), {}
@@ -212,11 +241,8 @@ class AuxiliaryModel(nn.Module):
         heads = self.companions
         return {s: heads[_companion_key(s)](out if rows is None else out[:rows]) for s, out in stages.items()}
 
-    def forward_branches(self, x: torch.Tensor, return_companions: bool = False):
-        """The stacked pass on ``[clean; view_1; ...; view_K]`` in any mode.
-
-        Returns ``(main_logits, aux_logits)``, plus the companions dict if ``return_companions``.
-        """
+    def forward_branches(self, x: torch.Tensor) -> AuxiliaryOutput:
+        """The stacked pass on ``[clean; view_1; ...; view_K]`` in any mode: all heads' logits."""
         domains = self.num_branches + 1
         if x.shape[0] % domains:
             raise ValueError(
@@ -227,22 +253,18 @@ class AuxiliaryModel(nn.Module):
         routing = route_domains(self.model, sizes=[rows] * domains) if self.selective_bn \
             else contextlib.nullcontext()
         with routing:
-            features, stages = self._features(x, return_companions)
+            features, stages = self._features(x, with_stages=True)
         chunks = features.split(rows)
         main_logits = self.model.forward_head(chunks[0])
         aux_logits = [aux(chunk) for aux, chunk in zip(self.aux_heads, chunks[1:], strict=True)]
-        if not return_companions:
-            return main_logits, aux_logits
-        return main_logits, aux_logits, self._companion_logits(stages, rows)
+        return AuxiliaryOutput(main_logits, aux_logits, self._companion_logits(stages, rows))
 
-    def forward(self, x: torch.Tensor, return_companions: bool = False):
+    def forward(self, x: torch.Tensor) -> AuxiliaryOutput | torch.Tensor:
+        """Training: :meth:`forward_branches` on the stacked views. Eval: main logits of a clean batch."""
         if self.training:
-            return self.forward_branches(x, return_companions)
-        features, stages = self._features(x, return_companions)
-        logits = self.model.forward_head(features)
-        if not return_companions:
-            return logits
-        return logits, [], self._companion_logits(stages, None)
+            return self.forward_branches(x)
+        features, _ = self._features(x, with_stages=False)
+        return self.model.forward_head(features)
 
     def strip(self) -> nn.Module:
         """A new plain backbone: deep copy, plain BatchNorm2d with the clean statistics, no auxiliary parts.

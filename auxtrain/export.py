@@ -8,8 +8,8 @@
               ...}}                            # plus dataset, corruptions, seed, metrics, versions
 
 ``load_model`` rebuilds the backbone with :func:`auxtrain.models.create_model` and wraps it in
-:class:`NormalizedModel`, which takes float images in [0, 1] and normalises them itself, so callers
-(evaluation, users) never need to know the training statistics.
+:class:`NormalizedModel`, which takes uint8 or float [0, 1] images (as the training model does) and
+normalises them itself, so callers (evaluation, users) never need to know the training statistics.
 """
 
 from __future__ import annotations
@@ -23,35 +23,29 @@ from typing import Any
 import torch
 from torch import nn
 
+from auxtrain.nn import InputNormalization
+
 FORMAT = "auxtrain.model"
 FORMAT_VERSION = 1
 _REQUIRED_META = ("model", "num_classes", "mean", "std")
 
 
 class NormalizedModel(nn.Module):
-    """``model`` preceded by per-channel normalisation: takes float images (N, 3, H, W) in [0, 1].
+    """``model`` preceded by :class:`~auxtrain.nn.InputNormalization`: takes uint8 or float [0, 1] images.
 
-    The plain backbone is ``.model``; ``.meta`` holds the metadata of the exported file.
-    uint8 input is accepted too and scaled to [0, 1] first.
+    The same input contract as the training model. The plain backbone is ``.model``; ``.meta``
+    holds the metadata of the exported file.
     """
 
     def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float],
                  meta: dict[str, Any] | None = None) -> None:
         super().__init__()
-        if len(mean) != len(std) or any(float(s) <= 0 for s in std):
-            raise ValueError(f"mean and std must have equal length and std > 0, got mean={list(mean)}, "
-                             f"std={list(std)}")
+        self.normalize = InputNormalization(mean, std)  # non-persistent: the keys stay "model.*"
         self.model = model
         self.meta = dict(meta or {})
-        # Not persistent: the state dict stays the backbone's own (prefixed "model.").
-        for key, value in (("mean", mean), ("std", std)):
-            tensor = torch.tensor(value, dtype=torch.float32).view(1, -1, 1, 1)
-            self.register_buffer(key, tensor, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.uint8:
-            x = x.float().div_(255)
-        return self.model((x - self.mean.to(x.dtype)) / self.std.to(x.dtype))
+        return self.model(self.normalize(x))
 
 
 def _plain(value: Any, where: str) -> Any:
@@ -130,7 +124,7 @@ def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
 def load_model(path: str | os.PathLike, device: str | torch.device | None = None) -> NormalizedModel:
     """Rebuild an exported model: a :class:`NormalizedModel` in eval mode on ``device`` (default cpu).
 
-    The returned module takes float images (N, 3, H, W) in [0, 1]; the backbone is ``.model`` and
+    The returned module takes images (N, 3, H, W), uint8 or float in [0, 1]; the backbone is ``.model`` and
     the file's metadata ``.meta``.
     """
     from auxtrain.models import create_model

@@ -9,7 +9,7 @@ copy of the same images (method.md, section 1)::
       + w(t) * sum_m companion_loss(companion_m, y, threshold)
 
 ``gamma(t)`` is 0 in stage one and ``gamma`` in stage two; ``w(t)`` is the companion weight,
-optionally decayed linearly over training (``decay_weight``).
+optionally decayed linearly over training; both come from :mod:`auxtrain.schedule`.
 """
 
 from __future__ import annotations
@@ -21,13 +21,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = [
+    "LOSS_TERMS",
     "self_distillation",
     "weight_tying_penalty",
     "tied_parameter_pairs",
     "companion_loss",
-    "decay_weight",
     "AuxiliaryLoss",
 ]
+
+# The names of the loss terms, in logging order: metrics.csv columns, epoch lines and the
+# AuxiliaryLoss terms dict all use this one tuple. A new term is added here and in AuxiliaryLoss.
+LOSS_TERMS = ("ce", "aux_ce", "distill", "tying", "companion")
 
 
 def self_distillation(
@@ -117,36 +121,23 @@ def companion_loss(logits: torch.Tensor, target: torch.Tensor, threshold: float 
     return torch.clamp(F.cross_entropy(logits, target) - threshold, min=0.0)
 
 
-def decay_weight(alpha0: float, epoch: float, total_epochs: float, factor: float = 1.0) -> float:
-    """Linearly decayed weight ``alpha0 * factor * (1 - epoch / total_epochs)``, floored at 0.
-
-    Wang et al. (2015) use ``alpha0 = 0.3, factor = 1``; DSN's schedule is ``factor = 0.1``.
-    ``epoch`` may be fractional (e.g. ``epoch + step / steps_per_epoch``).
-    """
-    if total_epochs <= 0:
-        raise ValueError(f"total_epochs must be > 0, got {total_epochs}")
-    if epoch < 0:
-        raise ValueError(f"epoch must be >= 0, got {epoch}")
-    return alpha0 * factor * max(0.0, 1.0 - epoch / total_epochs)
-
-
 class AuxiliaryLoss(nn.Module):
     """The composed objective; returns the total and each named, unweighted term for logging.
+
+    The constant weights are set here; the time-dependent ones (the tying weight, 0 in stage one,
+    and the companion weight) come from :class:`auxtrain.schedule.TrainingSchedule` with every
+    call, so the loss knows nothing of epochs.
 
     Args:
         alpha: weight of the auxiliary heads' cross-entropy (authors: 0.05).
         beta: weight of the self-distillation term (authors: 0.05).
         temperature: distillation temperature T (authors: 1).
-        gamma: weight of the weight-tying penalty in stage two (authors' code: 1; 0 in stage one).
-        companion_weight: weight of the deep-supervision companions (Wang et al.: 0.3).
         companion_threshold: DSN hinge threshold on each companion's cross-entropy (0 = no hinge).
-        companion_decay: decay the companion weight linearly to 0 over training (needs ``epoch`` and
-            ``total_epochs`` in ``forward``).
 
-    ``forward`` returns ``(total, terms)`` where ``terms`` holds ``"ce"`` and, when they apply,
-    ``"aux_ce"`` and ``"distill"`` (summed over branches), ``"tying"`` (whenever heads are passed,
-    added to the total only in stage two) and ``"companion"`` (summed over companions), each
-    unweighted.
+    ``forward(main_logits, aux_logits, target, ...)`` returns ``(total, terms)``; ``terms`` holds
+    ``"ce"`` and, when they apply, ``"aux_ce"`` and ``"distill"`` (summed over branches),
+    ``"tying"`` (whenever a penalty is passed, added to the total only with a positive weight)
+    and ``"companion"`` (summed over companions), each unweighted; the names are ``LOSS_TERMS``.
     """
 
     def __init__(
@@ -154,23 +145,16 @@ class AuxiliaryLoss(nn.Module):
         alpha: float = 0.05,
         beta: float = 0.05,
         temperature: float = 1.0,
-        gamma: float = 1.0,
-        companion_weight: float = 0.3,
         companion_threshold: float = 0.0,
-        companion_decay: bool = True,
     ) -> None:
         super().__init__()
-        for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma),
-                            ("companion_weight", companion_weight),
-                            ("companion_threshold", companion_threshold)):  # fmt: skip
+        for name, value in (("alpha", alpha), ("beta", beta), ("companion_threshold", companion_threshold)):
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.alpha, self.beta, self.temperature, self.gamma = alpha, beta, temperature, gamma
-        self.companion_weight = companion_weight
+        self.alpha, self.beta, self.temperature = alpha, beta, temperature
         self.companion_threshold = companion_threshold
-        self.companion_decay = companion_decay
 
     def forward(
         self,
@@ -178,13 +162,25 @@ class AuxiliaryLoss(nn.Module):
         aux_logits: Sequence[torch.Tensor],
         target: torch.Tensor,
         *,
-        stage_two: bool,
-        main_head: nn.Module | None = None,
-        aux_heads: Iterable[nn.Module] | None = None,
+        tying: torch.Tensor | None = None,
+        tying_weight: float = 0.0,
         companions: Mapping[str, torch.Tensor] | Sequence[torch.Tensor] | None = None,
-        epoch: float | None = None,
-        total_epochs: float | None = None,
+        companion_weight: float = 0.0,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total loss and its terms.
+
+        Args:
+            main_logits: the main head on the clean images (B, classes).
+            aux_logits: one (B, classes) tensor per auxiliary head, on its corrupted copies.
+            target: the B labels.
+            tying: the weight-tying penalty (``AuxiliaryModel.weight_tying_penalty()``), if any.
+            tying_weight: its weight now (0 in stage one).
+            companions: deep-supervision companion logits on the clean images, if any.
+            companion_weight: their weight now.
+        """
+        if tying_weight < 0 or companion_weight < 0:
+            raise ValueError(f"tying_weight and companion_weight must be >= 0, got {tying_weight} and "
+                             f"{companion_weight}")
         ce = F.cross_entropy(main_logits, target)
         terms = {"ce": ce}
         total = ce
@@ -192,27 +188,15 @@ class AuxiliaryLoss(nn.Module):
             terms["aux_ce"] = sum(F.cross_entropy(z, target) for z in aux_logits)
             terms["distill"] = sum(self_distillation(z, main_logits, self.temperature) for z in aux_logits)
             total = total + self.alpha * terms["aux_ce"] + self.beta * terms["distill"]
-        if aux_heads is not None:
-            aux_heads = list(aux_heads)
-        if stage_two and self.gamma > 0 and len(aux_logits) > 0 and (main_head is None or not aux_heads):
-            raise ValueError(
-                "stage_two=True needs main_head= and aux_heads= for the weight-tying penalty "
-                "(e.g. model.main_head, model.aux_heads), or gamma=0"
-            )
-        if main_head is not None and aux_heads:
-            terms["tying"] = weight_tying_penalty(main_head, aux_heads)
-            if stage_two:
-                total = total + self.gamma * terms["tying"]
+        if tying_weight > 0 and len(aux_logits) > 0 and tying is None:
+            raise ValueError("tying_weight > 0 needs tying= (e.g. model.weight_tying_penalty()), or "
+                             "tying_weight=0")
+        if tying is not None:
+            terms["tying"] = tying
+            if tying_weight > 0:
+                total = total + tying_weight * tying
         if companions:
             values = companions.values() if isinstance(companions, Mapping) else companions
             terms["companion"] = sum(companion_loss(z, target, self.companion_threshold) for z in values)
-            weight = self.companion_weight
-            if self.companion_decay:
-                if epoch is None or total_epochs is None:
-                    raise ValueError(
-                        "companion_decay=True needs epoch= and total_epochs= in forward(); "
-                        "pass them or build AuxiliaryLoss(companion_decay=False)"
-                    )
-                weight = decay_weight(weight, epoch, total_epochs)
-            total = total + weight * terms["companion"]
+            total = total + companion_weight * terms["companion"]
         return total, terms

@@ -24,13 +24,12 @@ from typing import Any
 
 import yaml
 
+from auxtrain.losses import LOSS_TERMS
+
 __all__ = ["RunDir", "atomic_write_bytes", "atomic_write_text", "environment_info", "METRIC_COLUMNS"]
 
 # Columns of metrics.csv, in order; loss terms a run does not use are left empty.
-METRIC_COLUMNS = (
-    "epoch", "lr", "stage", "loss", "ce", "aux_ce", "distill", "tying", "companion",
-    "train_acc", "test_acc", "seconds",
-)
+METRIC_COLUMNS = ("epoch", "lr", "stage", "loss", *LOSS_TERMS, "train_acc", "test_acc", "seconds")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

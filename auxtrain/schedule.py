@@ -1,17 +1,22 @@
-"""Learning-rate schedule and stage switch of the two-stage recipe, as pure functions of the epoch.
+"""Every time-dependent number of a run: learning rate, warm-up, stage, tying and companion weights.
 
 The authors' CIFAR recipe runs 210 epochs, divides the learning rate by 10 at epochs 60, 140 and
 180, and switches to stage two (weight tying on) at epoch 180. For another number of epochs every
-point is scaled by the same fraction, so a 21-epoch run drops at 6, 14 and 18. Being pure functions
-of the epoch, the schedule needs no state in a checkpoint and a resumed run gets the same values.
+point is scaled by the same fraction, so a 21-epoch run drops at 6, 14 and 18. Deep-supervision
+companions fade linearly to 0 over the run (Wang et al. 2015) unless their decay is off.
+
+All of it is pure functions of the position in the run (epoch, step), gathered in
+:class:`TrainingSchedule`, so a checkpoint needs no schedule state and a resumed run gets the
+same values. The training loop asks the schedule; the losses only take the numbers.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-__all__ = ["SCHEDULES", "step_milestones", "learning_rate", "warmup_factor", "stage_two_epoch",
-           "is_stage_two"]
+__all__ = ["SCHEDULES", "TrainingSchedule", "step_milestones", "learning_rate", "warmup_factor",
+           "stage_two_epoch", "is_stage_two", "decay_weight"]
 
 SCHEDULES = ("step", "cosine", "constant")
 
@@ -75,3 +80,69 @@ def stage_two_epoch(epochs: int, start: int | None = None) -> int:
 def is_stage_two(epoch: int, epochs: int, start: int | None = None) -> bool:
     """Whether 0-based ``epoch`` belongs to stage two (weight tying switched on)."""
     return epoch >= stage_two_epoch(epochs, start)
+
+
+def decay_weight(alpha0: float, epoch: float, total_epochs: float, factor: float = 1.0) -> float:
+    """Linearly decayed weight ``alpha0 * factor * (1 - epoch / total_epochs)``, floored at 0.
+
+    Wang et al. (2015) use ``alpha0 = 0.3, factor = 1``; DSN's schedule is ``factor = 0.1``.
+    ``epoch`` may be fractional (e.g. ``epoch + step / steps_per_epoch``).
+    """
+    if total_epochs <= 0:
+        raise ValueError(f"total_epochs must be > 0, got {total_epochs}")
+    if epoch < 0:
+        raise ValueError(f"epoch must be >= 0, got {epoch}")
+    return alpha0 * factor * max(0.0, 1.0 - epoch / total_epochs)
+
+
+@dataclass(frozen=True)
+class TrainingSchedule:
+    """The schedule of one run; every method is a pure function of the position in the run.
+
+    Args:
+        epochs: length of the run.
+        base_lr: learning rate at the start (after warm-up).
+        kind: "step", "cosine" or "constant" (see :func:`learning_rate`).
+        warmup_epochs: linear warm-up length in epochs (0 = none).
+        stage_two_start: first 0-based epoch of stage two; None = 6/7 of the run.
+        gamma: weight-tying coefficient of stage two (0 in stage one).
+        companion_weight: weight of the deep-supervision companions at the start.
+        companion_decay: fade the companion weight linearly to 0 over the run.
+    """
+
+    epochs: int
+    base_lr: float
+    kind: str = "step"
+    warmup_epochs: float = 0.0
+    stage_two_start: int | None = None
+    gamma: float = 1.0
+    companion_weight: float = 0.3
+    companion_decay: bool = True
+
+    def __post_init__(self) -> None:
+        _check_epochs(self.epochs)
+        if self.kind not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.kind!r}")
+        stage_two_epoch(self.epochs, self.stage_two_start)  # validates the start
+
+    def epoch_lr(self, epoch: int) -> float:
+        """The learning rate of 0-based ``epoch`` before warm-up."""
+        return learning_rate(epoch, base_lr=self.base_lr, epochs=self.epochs, schedule=self.kind)
+
+    def lr(self, epoch: int, step: int, steps_per_epoch: int) -> float:
+        """The learning rate of batch ``step`` of 0-based ``epoch``, warm-up included."""
+        return self.epoch_lr(epoch) * warmup_factor(epoch, step, steps_per_epoch, self.warmup_epochs)
+
+    def stage(self, epoch: int) -> int:
+        """1 or 2: the stage of 0-based ``epoch``."""
+        return 2 if is_stage_two(epoch, self.epochs, self.stage_two_start) else 1
+
+    def tying_weight(self, epoch: int) -> float:
+        """Weight of the weight-tying penalty: 0 in stage one, ``gamma`` in stage two."""
+        return self.gamma if self.stage(epoch) == 2 else 0.0
+
+    def companion_weight_at(self, epoch: float) -> float:
+        """Weight of the companion losses at ``epoch`` (decayed linearly when ``companion_decay``)."""
+        if not self.companion_decay:
+            return self.companion_weight
+        return decay_weight(self.companion_weight, epoch, self.epochs)

@@ -1,10 +1,11 @@
 """The two-stage auxiliary training run: ``fit(TrainConfig(...)) -> RunResult``.
 
-One step: a clean uint8 batch -> ordinary augmentation on the device -> K corrupted views of the
-same (pixel-aligned) images -> normalise -> one stacked batch [clean; view_1; ...; view_K] ->
-AuxiliaryModel -> AuxiliaryLoss (weight tying switched on in stage two) -> SGD. ``mode="augment"``
-is the naive baseline (the views join the main head's batch, no auxiliary heads) and
-``corruptions="none"`` is standard training.
+One step flows one way: a clean uint8 batch -> ordinary augmentation on the device -> K corrupted
+views of the same (pixel-aligned) images -> one stacked uint8 batch [clean; view_1; ...; view_K] ->
+AuxiliaryModel (which normalises its input itself) -> AuxiliaryLoss (with the tying and companion
+weights of :class:`~auxtrain.schedule.TrainingSchedule`) -> SGD. ``mode="augment"`` is the naive
+baseline (the views join the main head's batch, no auxiliary heads) and ``corruptions="none"``
+is standard training.
 
 Every random choice comes from a generator seeded by (seed, epoch, rank) and the data order is a
 function of (seed, epoch), so a run resumed from its per-epoch checkpoint replays the interrupted
@@ -22,20 +23,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 import corruptions
 from auxtrain import distributed as D
 from auxtrain.checkpoint import load_checkpoint, save_checkpoint
+from auxtrain.losses import LOSS_TERMS
 from auxtrain.run_dir import RunDir
-from auxtrain.schedule import is_stage_two, learning_rate, warmup_factor
+from auxtrain.schedule import TrainingSchedule
+from auxtrain.seeding import mix_seed, seeded_generator
 from auxtrain.train_config import DATASET_DEFAULTS, RESUMABLE_CHANGES, TrainConfig
 
 __all__ = ["TrainConfig", "RunResult", "NonFiniteLossError", "fit", "DATASET_DEFAULTS"]
-
-LOSS_TERMS = ("ce", "aux_ce", "distill", "tying", "companion")
 
 
 @dataclass
@@ -54,26 +54,6 @@ class RunResult:
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-def _seed_for(*keys: int) -> int:
-    """A 63-bit seed mixed from integer keys (seed, epoch, rank, ...)."""
-    a, b = np.random.SeedSequence([int(k) for k in keys]).generate_state(2, dtype=np.uint32)
-    return (int(a) << 31) ^ int(b)
-
-
-def _generator(device: torch.device, seed: int) -> torch.Generator:
-    g = torch.Generator(device=device)
-    g.manual_seed(seed)
-    return g
-
-
-def _subset(ds, size: int | None, seed: int):
-    """A seeded random subset of ``size`` items (the whole dataset if size is None or larger)."""
-    if size is None or size >= len(ds):
-        return ds
-    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:size].sort().values
-    return torch.utils.data.Subset(ds, idx.tolist())
 
 
 class _StopFlag:
@@ -121,6 +101,7 @@ def fit(config: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | Non
         branches = data.parse_branches(cfg.corruptions)  # [] for "none"
         severities = corruptions.parse_severities(cfg.severities, what="--severities")
         train_ds, test_ds, spec = _datasets(cfg)
+        schedule = _schedule(cfg)
         job = _build(cfg, ctx, device, spec, num_branches=len(branches) if cfg.mode == "auxiliary" else 0)
         start_epoch, start_step, sums, gen_state = 0, 0, None, None
         if ckpt is not None:
@@ -141,16 +122,14 @@ def fit(config: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | Non
         try:
             for epoch in range(start_epoch, cfg.epochs):
                 t0 = time.time()
-                lr = learning_rate(epoch, base_lr=cfg.lr, epochs=cfg.epochs, schedule=cfg.schedule)
-                stage_two = is_stage_two(epoch, cfg.epochs, cfg.stage_two_start)
                 loader = _train_loader(cfg, ctx, train_ds, epoch, device)
                 # Every random choice of the epoch (crops, flips, corruptions) comes from this generator.
-                gen = _generator(device, _seed_for(cfg.seed, epoch, ctx.rank))
+                gen = seeded_generator(mix_seed(cfg.seed, epoch, ctx.rank), device)
                 if gen_state is not None:  # resuming mid-epoch after Ctrl-C: continue the saved stream
                     gen.set_state(gen_state)
                 sums = sums or {"n": 0.0, "correct": 0.0, "loss": 0.0}
-                step = _train_epoch(job, loader, gen, sums, skip=start_step, epoch=epoch, lr=lr,
-                                    stage_two=stage_two, branches=branches, severities=severities, stop=stop)
+                step = _train_epoch(job, loader, gen, sums, skip=start_step, epoch=epoch, schedule=schedule,
+                                    branches=branches, severities=severities, stop=stop)
                 start_step, gen_state = 0, None
                 if stop.requested:  # Ctrl-C: save where we are (resumable mid-epoch) and leave
                     _save(run, job, cfg, epoch, step, gen, sums)
@@ -158,7 +137,7 @@ def fit(config: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | Non
                 total = dict(zip(sums, D.all_reduce_sum(list(sums.values()), ctx, device), strict=True))
                 if ctx.is_main:
                     test_acc = _accuracy(job, test_loader)
-                    row = {"epoch": epoch + 1, "lr": lr, "stage": 2 if stage_two else 1,
+                    row = {"epoch": epoch + 1, "lr": schedule.epoch_lr(epoch), "stage": schedule.stage(epoch),
                            "loss": total["loss"] / total["n"],
                            **{k: total[k] / total["n"] for k in LOSS_TERMS if k in total},
                            "train_acc": 100 * total["correct"] / total["n"], "test_acc": test_acc,
@@ -207,11 +186,8 @@ class _Job:
         torch.set_rng_state(ckpt["rng"]["torch"])
 
     def inputs(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 images on the device -> normalised float batch in the chosen memory format."""
-        from auxtrain.data import normalize
-
-        x = normalize(images, self.spec)
-        return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
+        """uint8 images on the device in the chosen memory format (the model normalises them)."""
+        return images.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else images
 
 
 def _open_run(cfg: TrainConfig) -> tuple[RunDir, dict[str, Any] | None]:
@@ -228,38 +204,24 @@ def _open_run(cfg: TrainConfig) -> tuple[RunDir, dict[str, Any] | None]:
 
 
 def _datasets(cfg: TrainConfig):
-    """Train and test datasets of clean uint8 images (sized by train_size / test_size) and their spec.
+    """Train and test (or validation) datasets of clean uint8 images and their spec."""
+    from auxtrain.data import run_splits
 
-    With ``val_size`` the second one is the validation split held out of the training images."""
-    from auxtrain.data import build_datasets
-
-    val_size = cfg.val_size or 0
-    sizes = {}
-    if cfg.dataset == "shapes":  # generated: make the validation images on top of the training ones
-        sizes = {"train_size": cfg.train_size + val_size if cfg.train_size else None,
-                 "test_size": cfg.test_size}
     # The data (shapes' images, the subsets) come from data_seed, not seed: runs of different seeds
     # train and test on the same images. imagefolder's seed drives its per-sample augmentation.
     data_seed = cfg.seed if cfg.dataset == "imagefolder" else cfg.data_seed
-    train_ds, test_ds, spec = build_datasets(cfg.dataset, cfg.data_root, download=cfg.download,
-                                             image_size=cfg.image_size, seed=data_seed,
-                                             **{k: v for k, v in sizes.items() if v is not None})
-    if val_size:
-        if val_size >= len(train_ds):
-            raise ValueError(f"--val-size {val_size} leaves no training images (the training split has "
-                             f"{len(train_ds)}); pass a smaller --val-size")
-        # The validation images are held out of the training split and take the test split's place.
-        order = torch.randperm(len(train_ds), generator=torch.Generator().manual_seed(data_seed + 0x5EED))
-        held = set(order[:val_size].tolist())
-        test_ds = torch.utils.data.Subset(train_ds, sorted(held))
-        train_ds = torch.utils.data.Subset(train_ds, [i for i in range(len(train_ds)) if i not in held])
-    if cfg.dataset != "shapes":
-        train_ds = _subset(train_ds, cfg.train_size, data_seed)
-        test_ds = test_ds if val_size else _subset(test_ds, cfg.test_size, data_seed)
+    train_ds, test_ds, spec = run_splits(cfg.dataset, cfg.data_root, train_size=cfg.train_size,
+                                         test_size=cfg.test_size, val_size=cfg.val_size, data_seed=data_seed,
+                                         download=cfg.download, image_size=cfg.image_size)
     if len(train_ds) < cfg.batch_size:
         raise ValueError(f"batch_size {cfg.batch_size} is larger than the {len(train_ds)} training images; "
                          "pass a smaller --batch-size")
     return train_ds, test_ds, spec
+
+
+def _schedule(cfg: TrainConfig) -> TrainingSchedule:
+    return TrainingSchedule(cfg.epochs, cfg.lr, cfg.schedule, cfg.warmup_epochs, cfg.stage_two_start,
+                            cfg.gamma, cfg.companion_weight, cfg.companion_decay)
 
 
 def _build(cfg: TrainConfig, ctx: D.DistContext, device: torch.device, spec, num_branches: int) -> _Job:
@@ -272,11 +234,10 @@ def _build(cfg: TrainConfig, ctx: D.DistContext, device: torch.device, spec, num
     companions = [s.strip() for s in cfg.companions.split(",")] if cfg.companions else None
     net = AuxiliaryModel(create_model(cfg.model, spec.num_classes), num_branches, head=cfg.head,
                          running_stats=cfg.running_stats, companions=companions,
-                         selective_bn=cfg.selective_bn).to(device)
+                         selective_bn=cfg.selective_bn, mean=spec.mean, std=spec.std).to(device)
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
-    criterion = AuxiliaryLoss(cfg.alpha, cfg.beta, cfg.temperature, cfg.gamma, cfg.companion_weight,
-                              cfg.companion_threshold, cfg.companion_decay)
+    criterion = AuxiliaryLoss(cfg.alpha, cfg.beta, cfg.temperature, cfg.companion_threshold)
     optimizer = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
@@ -309,7 +270,7 @@ def _train_loader(cfg: TrainConfig, ctx: D.DistContext, train_ds, epoch: int, de
 
 
 def _train_epoch(job: _Job, loader, gen: torch.Generator, sums: dict[str, float], *, skip: int, epoch: int,
-                 lr: float, stage_two: bool, branches, severities, stop: _StopFlag) -> int:
+                 schedule: TrainingSchedule, branches, severities, stop: _StopFlag) -> int:
     """Train one epoch from batch ``skip`` on, adding to ``sums``; returns the next batch index."""
     from auxtrain.data import augment_batch, make_views
 
@@ -324,7 +285,7 @@ def _train_epoch(job: _Job, loader, gen: torch.Generator, sums: dict[str, float]
         if stop.requested:
             break
         for group in job.optimizer.param_groups:
-            group["lr"] = lr * warmup_factor(epoch, step, len(loader), cfg.warmup_epochs)
+            group["lr"] = schedule.lr(epoch, step, len(loader))
         images = images.to(job.device, non_blocking=True)
         target = target.to(job.device, non_blocking=True)
         if cfg.dataset != "imagefolder":  # imagefolder augments per sample in its dataset
@@ -334,13 +295,11 @@ def _train_epoch(job: _Job, loader, gen: torch.Generator, sums: dict[str, float]
         # Auxiliary mode: main head on the clean chunk. Augment mode: every copy goes to the main head.
         y = target if net.num_branches or not views else target.repeat(len(views) + 1)
         with torch.autocast(**job.autocast):
-            if net.companion_stages:
-                main, aux, companions = job.train_net(x, return_companions=True)
-            else:
-                (main, aux), companions = job.train_net(x), None
-            loss, terms = job.criterion(main.float(), [a.float() for a in aux], y, stage_two=stage_two,
-                                        main_head=net.main_head, aux_heads=net.aux_heads,
-                                        companions=companions, epoch=epoch, total_epochs=cfg.epochs)
+            out = job.train_net(x)
+            loss, terms = job.criterion(out.main.float(), [a.float() for a in out.aux], y,
+                                        tying=net.weight_tying_penalty(),
+                                        tying_weight=schedule.tying_weight(epoch), companions=out.companions,
+                                        companion_weight=schedule.companion_weight_at(epoch))
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; stopped. The last good "
@@ -352,7 +311,7 @@ def _train_epoch(job: _Job, loader, gen: torch.Generator, sums: dict[str, float]
         job.scaler.update()
         b = target.shape[0]
         sums["n"] += b
-        sums["correct"] += (main[:b].argmax(1) == target).sum().item()
+        sums["correct"] += (out.main[:b].argmax(1) == target).sum().item()
         sums["loss"] += loss.item() * b
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach()) * b
@@ -414,6 +373,7 @@ def _finish(cfg: TrainConfig, run: RunDir, job: _Job, branches, test_ds, test_lo
 def _robustness(cfg: TrainConfig, run: RunDir, test_ds, device: torch.device, seen: list[str]):
     """Corruption errors of the exported model on ``eval_root`` or a -C set generated from the test split."""
     from auxtrain import evaluation
+    from auxtrain.data import seeded_subset
     from auxtrain.export import load_model
     from corruptions import parse_severities, resolve_names
 
@@ -421,7 +381,7 @@ def _robustness(cfg: TrainConfig, run: RunDir, test_ds, device: torch.device, se
     names = resolve_names(cfg.eval_corruptions, what="--eval-corruptions")
     severities = list(parse_severities(cfg.eval_severities, what="--eval-severities"))
     if root is None:
-        ds = _subset(test_ds, cfg.eval_size, cfg.eval_seed)
+        ds = seeded_subset(test_ds, cfg.eval_size, cfg.eval_seed)
         images, labels = zip(*(ds[i] for i in range(len(ds))), strict=True)
         root = evaluation.generate_corrupted_testset(torch.stack(images), torch.as_tensor(labels),
                                                      run.path / "corrupted_test", names=names,

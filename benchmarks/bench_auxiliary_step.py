@@ -37,7 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from auxtrain.auxiliary import AuxiliaryModel
-from auxtrain.losses import AuxiliaryLoss
+from auxtrain.losses import AuxiliaryLoss, weight_tying_penalty
 from auxtrain.models import create_model
 
 NUM_CLASSES = 100
@@ -86,9 +86,9 @@ def make_step(kind: str, name: str, k: int, batch: int, device: torch.device):
         if kind == "plain":
             loss = F.cross_entropy(model(views[0]), y)
         else:
-            main, aux = model(x) if kind == "stacked" else model(views)
-            heads = dict(main_head=model.main_head, aux_heads=model.aux_heads)
-            loss, _ = loss_fn(main, aux, y, stage_two=True, **heads)
+            main, aux = model(x)[:2] if kind == "stacked" else model(views)
+            tying = weight_tying_penalty(model.main_head, model.aux_heads)
+            loss, _ = loss_fn(main, aux, y, tying=tying, tying_weight=1.0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -35,8 +35,9 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import corruptions  # noqa: E402
-from auxtrain.data import augment_batch, build_datasets, make_loader, normalize  # noqa: E402
+from auxtrain.data import augment_batch, build_datasets, make_loader  # noqa: E402
 from auxtrain.models import create_model  # noqa: E402
+from auxtrain.nn import InputNormalization  # noqa: E402
 
 QUICK_CORRUPTIONS = ("gaussian_noise", "impulse_noise", "defocus_blur", "motion_blur", "fog", "contrast",
                      "pixelate", "jpeg_compression")
@@ -52,11 +53,11 @@ def small_cnn(num_classes: int) -> nn.Module:
 
 
 @torch.no_grad()
-def accuracy(model, images, labels, spec, batch=500) -> float:
+def accuracy(model, images, labels, batch=500) -> float:
     model.eval()
     correct = 0
     for i in range(0, len(images), batch):
-        logits = model(normalize(images[i:i + batch], spec))
+        logits = model(images[i:i + batch])
         correct += int((logits.argmax(1) == labels[i:i + batch]).sum())
     return 100.0 * correct / len(images)
 
@@ -79,6 +80,7 @@ def main(argv=None) -> int:
         model = small_cnn(spec.num_classes)
     else:
         model = create_model(model_name, spec.num_classes)
+    model = nn.Sequential(InputNormalization(spec.mean, spec.std), model)  # takes uint8 images
     lr = 0.05 if model_name == "small_cnn" else 0.1
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
     total = epochs * (len(train) // 128)
@@ -90,7 +92,7 @@ def main(argv=None) -> int:
         model.train()
         loader = make_loader(train, 128, shuffle=True, seed=args.seed, epoch=epoch, drop_last=True)
         for images, labels in loader:
-            loss = F.cross_entropy(model(normalize(augment_batch(images, gen), spec)), labels)
+            loss = F.cross_entropy(model(augment_batch(images, gen)), labels)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -98,14 +100,14 @@ def main(argv=None) -> int:
         print(f"epoch {epoch + 1}/{epochs}: loss {loss.item():.3f} ({time.time() - t0:.0f} s)", flush=True)
     train_seconds = time.time() - t0
     images, labels = test.get_batch(range(len(test)))
-    clean = accuracy(model, images, labels, spec)
+    clean = accuracy(model, images, labels)
     rows = []
     for name in names:
         accs = []
         for s in severities:
             g = torch.Generator().manual_seed(s)
             corrupted = corruptions.corrupt(images, name, severity=s, generator=g)
-            accs.append(accuracy(model, corrupted, labels, spec))
+            accs.append(accuracy(model, corrupted, labels))
         rows.append((name, accs))
         print(name, " ".join(f"{a:.1f}" for a in accs), flush=True)
     mean_all = sum(sum(a) for _, a in rows) / (len(rows) * len(severities))

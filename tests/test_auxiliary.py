@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from auxtrain.auxiliary import AttentionHead, AuxiliaryModel
+from auxtrain.auxiliary import AttentionHead, AuxiliaryModel, AuxiliaryOutput
 from auxtrain.losses import AuxiliaryLoss, self_distillation, weight_tying_penalty
 from auxtrain.models import create_model
 
@@ -33,7 +33,9 @@ def _params(module: nn.Module) -> int:
 @pytest.mark.parametrize("head", ["copy", "attention"])
 def test_output_shapes(k, head):
     model = _wrapped(k, head=head).train()
-    main, aux = model(_stacked(k, b=3))
+    out = model(_stacked(k, b=3))
+    assert isinstance(out, AuxiliaryOutput) and out.companions == {}
+    main, aux, _ = out
     assert main.shape == (3, NUM_CLASSES)
     assert len(aux) == k and all(a.shape == (3, NUM_CLASSES) for a in aux)
     assert len(model.aux_heads) == k
@@ -67,7 +69,7 @@ def test_zero_branches_is_ordinary_training():
     plain = create_model("resnet20", NUM_CLASSES)
     model = AuxiliaryModel(copy.deepcopy(plain), num_branches=0).train()
     x = _stacked(0, b=6)
-    main, aux = model(x)
+    main, aux, _ = model(x)
     assert aux == []
     torch.testing.assert_close(main, plain.train()(x), rtol=1e-5, atol=1e-5)
 
@@ -80,7 +82,7 @@ def test_stacked_pass_equals_plain_model_on_clean_chunk_and_keeps_clean_stats():
     x = _stacked(2, b=4)
     x[4:] = x[4:] * 5.0 + 3.0  # corrupted chunks with very different statistics
     for _ in range(2):
-        main, _ = model(x)
+        main, _, _ = model(x)
         ref = plain(x[:4])
     torch.testing.assert_close(main, ref, rtol=1e-4, atol=1e-5)
     stripped = model.strip()
@@ -93,11 +95,11 @@ def test_strip_equals_main_output_and_loads_into_plain_model():
     model = _wrapped(2, companions=["layer2"], head="attention").train()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     target = torch.randint(0, NUM_CLASSES, (4,))
-    loss_fn = AuxiliaryLoss(companion_decay=False)
+    loss_fn = AuxiliaryLoss()
     for _ in range(2):  # move weights and running statistics away from their initial values
-        main, aux, comps = model(_stacked(2), return_companions=True)
-        loss, _ = loss_fn(main, aux, target, stage_two=True, companions=comps,
-                          main_head=model.main_head, aux_heads=model.aux_heads)  # fmt: skip
+        main, aux, comps = model(_stacked(2))
+        loss, _ = loss_fn(main, aux, target, tying=model.weight_tying_penalty(), tying_weight=1.0,
+                          companions=comps, companion_weight=0.3)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -119,7 +121,7 @@ def test_strip_equals_main_output_and_loads_into_plain_model():
 
 def test_distillation_gradient_reaches_aux_head_and_extractor_not_main_head():
     model = _wrapped(1).train()
-    main, (aux,) = model(_stacked(1))
+    main, (aux,), _ = model(_stacked(1))
     self_distillation(aux, main).backward()
     main_grads = [p.grad for p in model.main_head.parameters()]
     assert all(g is None or g.abs().sum() == 0 for g in main_grads)
@@ -151,7 +153,7 @@ def test_attention_heads_tie_only_the_final_linear():
 def test_companions_on_clean_chunk_and_removed_by_strip():
     model = _wrapped(2, companions=["layer1", "layer2"], companion_channels=8).train()
     assert _params(model.strip()) == _params(create_model("resnet20", NUM_CLASSES))
-    main, aux, comps = model(_stacked(2, b=3), return_companions=True)
+    main, aux, comps = model(_stacked(2, b=3))
     assert set(comps) == {"layer1", "layer2"}
     assert all(c.shape == (3, NUM_CLASSES) for c in comps.values())
     comps["layer1"].sum().backward()
@@ -159,15 +161,16 @@ def test_companions_on_clean_chunk_and_removed_by_strip():
     assert model.model.layer3[0].conv1.weight.grad is None  # only the layers below the stage
     model.eval()
     with torch.no_grad():
-        logits, aux_eval, comps_eval = model(torch.randn(2, 3, 16, 16), return_companions=True)
-    assert aux_eval == [] and comps_eval["layer2"].shape == (2, NUM_CLASSES)
+        out = model.forward_branches(torch.randn(6, 3, 16, 16))  # the stacked pass in eval mode too
+        assert isinstance(model(torch.randn(2, 3, 16, 16)), torch.Tensor)  # eval: main logits only
+    assert len(out.aux) == 2 and out.companions["layer2"].shape == (2, NUM_CLASSES)
 
 
 def test_channels_last_and_autocast():
     model = _wrapped(2).train().to(memory_format=torch.channels_last)
     x = _stacked(2, b=2).to(memory_format=torch.channels_last)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        main, aux = model(x)
+        main, aux, _ = model(x)
     assert main.shape == (2, NUM_CLASSES) and len(aux) == 2
     (main.float().sum() + sum(a.float().sum() for a in aux)).backward()
     assert model.model.conv1.weight.grad is not None
@@ -177,7 +180,7 @@ def test_torchvision_backbone_can_be_wrapped():
     torch.manual_seed(0)
     backbone = create_model("tv_mobilenet_v3_small", 4)
     model = AuxiliaryModel(backbone, num_branches=1, companions=[backbone.stage_names[1]]).train()
-    main, aux, comps = model(torch.randn(4, 3, 64, 64), return_companions=True)
+    main, aux, comps = model(torch.randn(4, 3, 64, 64))
     assert main.shape == (2, 4) and aux[0].shape == (2, 4) and len(comps) == 1
     stripped = model.strip()
     create_model("tv_mobilenet_v3_small", 4).load_state_dict(stripped.state_dict(), strict=True)
@@ -209,8 +212,24 @@ def test_without_selective_bn_views_share_statistics():
     assert not any(type(m).__name__ == "SelectiveBatchNorm2d" for m in model.modules())
     x = _stacked(2, b=4)
     x[4:] = x[4:] * 5.0 + 3.0
-    main, aux = model(x)
+    main, aux, _ = model(x)
     full = plain.forward_head(plain.forward_features(x))  # one plain pass over the whole stack
     torch.testing.assert_close(main, full[:4], rtol=1e-4, atol=1e-5)
     assert len(aux) == 2 and not torch.allclose(main, plain(x[:4]), atol=1e-3)
     create_model("resnet20", NUM_CLASSES).load_state_dict(model.strip().state_dict())
+
+
+def test_model_owns_normalisation_of_uint8_and_unit_float_input():
+    torch.manual_seed(0)
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    own = AuxiliaryModel(create_model("resnet20", NUM_CLASSES), num_branches=1, mean=mean, std=std).eval()
+    bare = copy.deepcopy(own)
+    bare.normalize = nn.Identity()
+    images = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
+    by_hand = (images.float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std)[:, None, None]
+    with torch.no_grad():
+        torch.testing.assert_close(own(images), bare(by_hand), rtol=0, atol=0)
+        torch.testing.assert_close(own(images.float() / 255), bare(by_hand), rtol=0, atol=0)
+    assert set(own.state_dict()) == set(bare.state_dict())  # the statistics are not in the state_dict
+    with pytest.raises(ValueError, match="mean= and std="):
+        AuxiliaryModel(create_model("resnet20", NUM_CLASSES), num_branches=1, mean=mean)

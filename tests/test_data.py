@@ -22,9 +22,9 @@ from auxtrain.data import (
     build_datasets,
     generate_shapes,
     make_loader,
-    normalize,
     safe_load,
 )
+from auxtrain.nn import InputNormalization
 
 # ----------------------------------------------------------------------------------------------
 # CIFAR readers and the restricted unpickler
@@ -288,14 +288,19 @@ def test_augment_determinism_and_float_input():
         augment_batch(x, None)
 
 
-def test_normalize(fake_cifar10):
+def test_input_normalization(fake_cifar10):
     _, _, spec = build_datasets("cifar10", fake_cifar10.root)
     x = _distinct_batch(4, 5, 5)
-    y = normalize(x, spec)
+    layer = InputNormalization(spec.mean, spec.std)
+    y = layer(x)
     mean, std = torch.tensor(spec.mean).view(3, 1, 1), torch.tensor(spec.std).view(3, 1, 1)
-    assert y.dtype == torch.float32 and torch.allclose(y, (x.float() / 255 - mean) / std)
+    assert y.dtype == torch.float32 and torch.equal(y, (x.float() / 255 - mean) / std)
+    assert torch.equal(layer(x.float() / 255), y)  # uint8 and float [0, 1] give the same input
+    assert layer.state_dict() == {}
     with pytest.raises(ValueError, match="shape"):
-        normalize(x[:, :2], spec)
+        layer(x[:, :2])
+    with pytest.raises(TypeError, match="uint8 or float"):
+        layer(x.long())
 
 
 # ----------------------------------------------------------------------------------------------

@@ -107,6 +107,6 @@ def test_read_model_file_and_device(exported):
     path, _ = exported
     assert read_model_file(path)["meta"]["dataset"] == "shapes"
     loaded = load_model(path, device="cpu")
-    assert loaded.mean.device.type == "cpu" and next(loaded.parameters()).device.type == "cpu"
+    assert loaded.normalize.mean.device.type == "cpu" and next(loaded.parameters()).device.type == "cpu"
     with pytest.raises(ValueError, match="std > 0"):
         NormalizedModel(torch.nn.Identity(), [0.5], [0.0])

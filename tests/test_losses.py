@@ -10,9 +10,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from auxtrain.losses import (
+    LOSS_TERMS,
     AuxiliaryLoss,
     companion_loss,
-    decay_weight,
     self_distillation,
     tied_parameter_pairs,
     weight_tying_penalty,
@@ -108,16 +108,6 @@ def test_companion_loss_hinge_switches_off_below_threshold():
     assert logits.grad.abs().sum().item() > 0
 
 
-def test_decay_weight_schedule():
-    assert decay_weight(0.3, 0, 10) == pytest.approx(0.3)
-    assert decay_weight(0.3, 5, 10) == pytest.approx(0.15)
-    assert decay_weight(0.3, 10, 10) == 0.0
-    assert decay_weight(0.3, 12, 10) == 0.0
-    assert decay_weight(1.0, 2.5, 10, factor=0.1) == pytest.approx(0.075)
-    with pytest.raises(ValueError, match="total_epochs"):
-        decay_weight(0.3, 0, 0)
-
-
 def _batch(k: int = 2, b: int = 4, c: int = 5):
     torch.manual_seed(1)
     main = torch.randn(b, c, requires_grad=True)
@@ -131,15 +121,14 @@ def test_auxiliary_loss_composition():
     aux_heads = nn.ModuleList([copy.deepcopy(main_head) for _ in aux_logits])
     with torch.no_grad():
         aux_heads[0][2].weight.add_(0.1)
-    loss_fn = AuxiliaryLoss(alpha=0.1, beta=0.2, temperature=2.0, gamma=3.0)
-    kw = dict(main_head=main_head, aux_heads=aux_heads)
-    total1, terms1 = loss_fn(main_logits, aux_logits, y, stage_two=False, **kw)
-    total2, terms2 = loss_fn(main_logits, aux_logits, y, stage_two=True, **kw)
+    loss_fn = AuxiliaryLoss(alpha=0.1, beta=0.2, temperature=2.0)
+    tying = weight_tying_penalty(main_head, aux_heads)
+    total1, terms1 = loss_fn(main_logits, aux_logits, y, tying=tying, tying_weight=0.0)
+    total2, terms2 = loss_fn(main_logits, aux_logits, y, tying=tying, tying_weight=3.0)
     assert set(terms1) == {"ce", "aux_ce", "distill", "tying"}
     ce = F.cross_entropy(main_logits, y)
     aux_ce = sum(F.cross_entropy(z, y) for z in aux_logits)
     distill = sum(self_distillation(z, main_logits, 2.0) for z in aux_logits)
-    tying = weight_tying_penalty(main_head, aux_heads)
     torch.testing.assert_close(terms1["ce"], ce)
     torch.testing.assert_close(total1, ce + 0.1 * aux_ce + 0.2 * distill)
     torch.testing.assert_close(total2, total1 + 3.0 * tying)
@@ -148,29 +137,28 @@ def test_auxiliary_loss_composition():
 
 def test_auxiliary_loss_plain_and_errors():
     main_logits, _, y = _batch()
-    total, terms = AuxiliaryLoss()(main_logits, [], y, stage_two=True)
-    assert list(terms) == ["ce"]
+    total, terms = AuxiliaryLoss()(main_logits, [], y, tying_weight=1.0)
+    assert list(terms) == ["ce"] and set(terms) <= set(LOSS_TERMS)
     torch.testing.assert_close(total, F.cross_entropy(main_logits, y))
     main_logits, aux_logits, y = _batch()
-    with pytest.raises(ValueError, match="aux_heads"):
-        AuxiliaryLoss()(main_logits, aux_logits, y, stage_two=True)
-    total, _ = AuxiliaryLoss(gamma=0)(main_logits, aux_logits, y, stage_two=True)  # gamma=0: heads not needed
+    with pytest.raises(ValueError, match="tying="):
+        AuxiliaryLoss()(main_logits, aux_logits, y, tying_weight=1.0)
+    AuxiliaryLoss()(main_logits, aux_logits, y, tying_weight=0.0)  # weight 0: no penalty needed
     with pytest.raises(ValueError, match="alpha"):
         AuxiliaryLoss(alpha=-1)
+    with pytest.raises(ValueError, match="tying_weight"):
+        AuxiliaryLoss()(main_logits, aux_logits, y, tying_weight=-1.0)
 
 
-def test_auxiliary_loss_companions_decay_and_hinge():
+def test_auxiliary_loss_companions_weight_and_hinge():
     main_logits, _, y = _batch()
     comps = {"layer2": torch.randn(4, 5), "layer3": torch.randn(4, 5)}
     comp_sum = sum(F.cross_entropy(z, y) for z in comps.values())
     ce = F.cross_entropy(main_logits, y)
-    loss_fn = AuxiliaryLoss(companion_weight=0.3)
-    total, terms = loss_fn(main_logits, [], y, stage_two=False, companions=comps, epoch=5, total_epochs=10)
+    total, terms = AuxiliaryLoss()(main_logits, [], y, companions=comps, companion_weight=0.15)
     torch.testing.assert_close(terms["companion"], comp_sum)
     torch.testing.assert_close(total, ce + 0.15 * comp_sum)
-    with pytest.raises(ValueError, match="epoch"):
-        loss_fn(main_logits, [], y, stage_two=False, companions=comps)
-    flat = AuxiliaryLoss(companion_weight=0.3, companion_decay=False, companion_threshold=100.0)
-    total, terms = flat(main_logits, [], y, stage_two=False, companions=list(comps.values()))
+    hinged = AuxiliaryLoss(companion_threshold=100.0)
+    total, terms = hinged(main_logits, [], y, companions=list(comps.values()), companion_weight=0.3)
     assert terms["companion"].item() == 0.0
     torch.testing.assert_close(total, ce)

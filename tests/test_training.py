@@ -11,42 +11,6 @@ import torch
 from auxtrain.checkpoint import load_checkpoint, save_checkpoint
 from auxtrain.config import load_config_file, merge_config
 from auxtrain.run_dir import RunDir
-from auxtrain.schedule import is_stage_two, learning_rate, stage_two_epoch, step_milestones
-
-# ---------------------------------------------------------------- schedule
-
-
-def test_step_schedule_matches_the_authors_recipe_at_210_epochs():
-    assert step_milestones(210) == [60, 140, 180]
-    lrs = [learning_rate(e, base_lr=0.1, epochs=210) for e in (0, 59, 60, 139, 140, 179, 180, 209)]
-    assert lrs == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001, 0.0001, 0.0001])
-    assert stage_two_epoch(210) == 180 and not is_stage_two(179, 210) and is_stage_two(180, 210)
-
-
-def test_schedule_scales_with_the_number_of_epochs():
-    assert step_milestones(21) == [6, 14, 18]
-    assert stage_two_epoch(21) == 18
-    assert stage_two_epoch(21, start=3) == 3
-    assert learning_rate(14, base_lr=1.0, epochs=21) == pytest.approx(0.01)
-
-
-def test_warmup_rises_linearly_then_stays_at_one():
-    from auxtrain.schedule import warmup_factor
-
-    assert [warmup_factor(0, s, 4, 1) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
-    assert warmup_factor(1, 0, 4, 1) == 1.0 and warmup_factor(0, 0, 4, 0) == 1.0
-    assert warmup_factor(1, 1, 4, 2) == pytest.approx(6 / 8)
-
-
-def test_cosine_and_constant_schedules():
-    assert learning_rate(0, base_lr=0.1, epochs=10, schedule="cosine") == pytest.approx(0.1)
-    assert learning_rate(5, base_lr=0.1, epochs=10, schedule="cosine") == pytest.approx(0.05)
-    assert learning_rate(9, base_lr=0.1, epochs=10, schedule="constant") == 0.1
-    with pytest.raises(ValueError, match="schedule must be one of"):
-        learning_rate(0, base_lr=0.1, epochs=10, schedule="linear")
-    with pytest.raises(ValueError, match="epochs"):
-        step_milestones(0)
-
 
 # ---------------------------------------------------------------- run directory
 

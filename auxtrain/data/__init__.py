@@ -3,11 +3,12 @@
 from ._base import ArrayDataset, DatasetNotFoundError, DatasetSpec
 from ._factory import DATASET_NAMES, build_datasets
 from ._safe_pickle import RestrictedUnpickler, UnsafePickleError, safe_load
-from .augment import augment_batch, normalize
+from .augment import augment_batch
 from .cifar import CIFAR10, CIFAR100
 from .image_folder import ImageFolderDataset
 from .loaders import make_loader
 from .shapes import SHAPES_CLASSES, Shapes, generate_shapes
+from .splits import run_splits, seeded_subset
 from .views import make_views, parse_branches
 
 __all__ = [
@@ -18,7 +19,7 @@ __all__ = [
     # _safe_pickle
     "RestrictedUnpickler", "UnsafePickleError", "safe_load",
     # augment
-    "augment_batch", "normalize",
+    "augment_batch",
     # cifar
     "CIFAR10", "CIFAR100",
     # image_folder
@@ -27,6 +28,8 @@ __all__ = [
     "make_loader",
     # shapes
     "SHAPES_CLASSES", "Shapes", "generate_shapes",
+    # splits
+    "run_splits", "seeded_subset",
     # views
     "make_views", "parse_branches",
 ]

@@ -1,4 +1,4 @@
-"""Batched image operations that run on the training device: augmentation and normalisation.
+"""Batched image augmentation that runs on the training device (random crop with padding, flip).
 
 As in airbench, CIFAR-style augmentation (random crop with zero padding, horizontal flip) is done
 on whole uint8 batches with a few tensor ops instead of per image in the DataLoader, so 32x32
@@ -47,23 +47,3 @@ def augment_batch(
         cols = torch.where(flips.view(b, 1), cols.flip(1), cols)
     index = (rows.view(b, h, 1) * pw + cols.view(b, 1, w)).view(b, 1, h * w).expand(b, c, h * w)
     return padded.flatten(2).gather(2, index).view(b, c, h, w)
-
-
-def normalize(images: torch.Tensor, spec) -> torch.Tensor:
-    """``(images / 255 - mean) / std`` as float32 on the images' device.
-
-    ``images`` is a uint8 batch (B, 3, H, W) (or a single (3, H, W) image); ``spec`` is a
-    :class:`~auxtrain.data.DatasetSpec` or anything with ``mean`` and ``std`` (3 floats, 0..1 scale).
-    A float input is taken to be on the 0..1 scale already.
-    """
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
-    if images.ndim not in (3, 4) or images.shape[-3] != len(spec.mean):
-        raise ValueError(
-            f"images must have shape (B, {len(spec.mean)}, H, W) or ({len(spec.mean)}, H, W), "
-            f"got {tuple(images.shape)}"
-        )
-    x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
-    mean = torch.tensor(spec.mean, dtype=torch.float32, device=images.device).view(-1, 1, 1)
-    std = torch.tensor(spec.std, dtype=torch.float32, device=images.device).view(-1, 1, 1)
-    return (x - mean) / std

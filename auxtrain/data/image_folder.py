@@ -19,6 +19,8 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
+from auxtrain.seeding import mix_seed, seeded_generator
+
 from ._base import DatasetNotFoundError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".ppm", ".tif", ".tiff")
@@ -53,8 +55,7 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
 
 
 def _sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
-    state = np.random.SeedSequence([int(seed), int(epoch), int(index)]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+    return seeded_generator(mix_seed(seed, epoch, index))
 
 
 def random_resized_crop_params(

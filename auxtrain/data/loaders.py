@@ -9,7 +9,6 @@ Either way a batch is ``(uint8 images (B, 3, H, W), int64 labels (B,))``.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch.utils.data import (
     BatchSampler,
@@ -21,11 +20,12 @@ from torch.utils.data import (
     Subset,
 )
 
+from auxtrain.seeding import mix_seed
+
 
 def epoch_seed(seed: int, epoch: int) -> int:
-    """A 63-bit seed derived from (seed, epoch); different epochs give unrelated streams."""
-    state = np.random.SeedSequence([int(seed), int(epoch), 0x10AD]).generate_state(2, dtype=np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])
+    """The data-order seed of (seed, epoch); different epochs give unrelated streams."""
+    return mix_seed(seed, epoch, 0x10AD)
 
 
 def _unwrap(dataset: Dataset) -> tuple[Dataset, list[int] | None]:

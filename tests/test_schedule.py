@@ -1,0 +1,75 @@
+"""The schedule: LR (step, cosine, constant, warm-up), stages, tying and companion weights."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from auxtrain.schedule import (
+    TrainingSchedule,
+    decay_weight,
+    is_stage_two,
+    learning_rate,
+    stage_two_epoch,
+    step_milestones,
+    warmup_factor,
+)
+
+
+def test_step_schedule_matches_the_authors_recipe_at_210_epochs():
+    assert step_milestones(210) == [60, 140, 180]
+    lrs = [learning_rate(e, base_lr=0.1, epochs=210) for e in (0, 59, 60, 139, 140, 179, 180, 209)]
+    assert lrs == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001, 0.0001, 0.0001])
+    assert stage_two_epoch(210) == 180 and not is_stage_two(179, 210) and is_stage_two(180, 210)
+
+
+def test_schedule_scales_with_the_number_of_epochs():
+    assert step_milestones(21) == [6, 14, 18]
+    assert stage_two_epoch(21) == 18
+    assert stage_two_epoch(21, start=3) == 3
+    assert learning_rate(14, base_lr=1.0, epochs=21) == pytest.approx(0.01)
+
+
+def test_warmup_rises_linearly_then_stays_at_one():
+    assert [warmup_factor(0, s, 4, 1) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert warmup_factor(1, 0, 4, 1) == 1.0 and warmup_factor(0, 0, 4, 0) == 1.0
+    assert warmup_factor(1, 1, 4, 2) == pytest.approx(6 / 8)
+
+
+def test_cosine_and_constant_schedules():
+    assert learning_rate(0, base_lr=0.1, epochs=10, schedule="cosine") == pytest.approx(0.1)
+    assert learning_rate(5, base_lr=0.1, epochs=10, schedule="cosine") == pytest.approx(0.05)
+    assert learning_rate(9, base_lr=0.1, epochs=10, schedule="constant") == 0.1
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        learning_rate(0, base_lr=0.1, epochs=10, schedule="linear")
+    with pytest.raises(ValueError, match="epochs"):
+        step_milestones(0)
+
+
+def test_decay_weight_schedule():
+    assert decay_weight(0.3, 0, 10) == pytest.approx(0.3)
+    assert decay_weight(0.3, 5, 10) == pytest.approx(0.15)
+    assert decay_weight(0.3, 10, 10) == 0.0
+    assert decay_weight(0.3, 12, 10) == 0.0
+    assert decay_weight(1.0, 2.5, 10, factor=0.1) == pytest.approx(0.075)
+    with pytest.raises(ValueError, match="total_epochs"):
+        decay_weight(0.3, 0, 0)
+
+
+
+def test_training_schedule_owns_every_time_dependent_number():
+    s = TrainingSchedule(epochs=7, base_lr=0.1, kind="step", warmup_epochs=1, gamma=2.0,
+                         companion_weight=0.3, companion_decay=True)
+    assert [s.stage(e) for e in range(7)] == [1, 1, 1, 1, 1, 1, 2]  # 6/7 of 7 epochs
+    assert [s.tying_weight(e) for e in (5, 6)] == [0.0, 2.0]
+    assert s.lr(0, 0, 4) == pytest.approx(0.1 / 4) and s.lr(1, 0, 4) == s.epoch_lr(1) == 0.1
+    assert s.epoch_lr(6) == pytest.approx(learning_rate(6, base_lr=0.1, epochs=7))
+    assert s.companion_weight_at(0) == pytest.approx(0.3)
+    assert s.companion_weight_at(3.5) == pytest.approx(0.15)
+    flat = dataclasses.replace(s, companion_decay=False, stage_two_start=2)
+    assert flat.companion_weight_at(6) == 0.3 and flat.stage(2) == 2 and flat.stage(1) == 1
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        TrainingSchedule(epochs=3, base_lr=0.1, kind="linear")
+    with pytest.raises(ValueError, match="stage_two_start"):
+        TrainingSchedule(epochs=3, base_lr=0.1, stage_two_start=-1)
