@@ -1,0 +1,38 @@
+"""RunDir: refuses to overwrite, writes the config and metrics.csv, truncates replayed epochs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from auxtrain.run_dir import RunDir
+
+
+def test_run_dir_refuses_a_non_empty_directory(tmp_path):
+    (tmp_path / "something.txt").write_text("x")
+    with pytest.raises(ValueError, match="already exists and is not empty.*--resume.*--overwrite"):
+        RunDir(tmp_path)
+    with pytest.raises(ValueError, match="cannot resume"):
+        RunDir(tmp_path, resume=True)
+    RunDir(tmp_path, overwrite=True)  # allowed
+    RunDir(tmp_path / "new")  # a missing directory is fine and not created yet
+    assert not (tmp_path / "new").exists()
+
+
+def test_run_dir_writes_config_and_metrics_and_truncates_replayed_epochs(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.prepare()
+    run.write_config({"epochs": 3, "lr": 0.1}, seed=7)
+    assert run.read_config() == {"epochs": 3, "lr": 0.1}
+    text = run.config_path.read_text()
+    assert "seed: 7" in text and "torch:" in text
+    for e in (1, 2, 3):
+        run.append_metrics({"epoch": e, "lr": 0.1, "loss": 1.0 / e})
+    assert [r["epoch"] for r in run.read_metrics()] == ["1", "2", "3"]
+    with pytest.raises(ValueError, match="unknown metrics columns"):
+        run.append_metrics({"epoch": 4, "bogus": 1})
+    torch.save({}, run.checkpoint_path)
+    resumed = RunDir(tmp_path / "run", resume=True)
+    resumed.prepare(completed_epochs=2)  # the checkpoint is after epoch 2: epoch 3 will run again
+    assert [r["epoch"] for r in resumed.read_metrics()] == ["1", "2"]
+    assert not list(run.path.glob("*.tmp"))
