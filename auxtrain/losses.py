@@ -140,6 +140,9 @@ class AuxiliaryLoss(nn.Module):
     and ``"companion"`` (summed over companions), each unweighted; the names are ``LOSS_TERMS``.
     """
 
+    # Constructor options; the training run takes them from the TrainConfig fields of the same names.
+    OPTIONS = ("alpha", "beta", "temperature", "companion_threshold")
+
     def __init__(
         self,
         alpha: float = 0.05,

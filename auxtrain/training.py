@@ -237,7 +237,8 @@ def _build(cfg: TrainConfig, ctx: D.DistContext, device: torch.device, spec, num
                          selective_bn=cfg.selective_bn, mean=spec.mean, std=spec.std).to(device)
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
-    criterion = AuxiliaryLoss(cfg.alpha, cfg.beta, cfg.temperature, cfg.companion_threshold)
+    # The loss's constant weights are TrainConfig fields of the same names (alpha, beta, ...).
+    criterion = AuxiliaryLoss(**{name: getattr(cfg, name) for name in AuxiliaryLoss.OPTIONS})
     optimizer = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")

@@ -162,3 +162,13 @@ def test_auxiliary_loss_companions_weight_and_hinge():
     total, terms = hinged(main_logits, [], y, companions=list(comps.values()), companion_weight=0.3)
     assert terms["companion"].item() == 0.0
     torch.testing.assert_close(total, ce)
+
+
+def test_loss_options_are_train_config_fields():
+    import dataclasses
+    import inspect
+
+    from auxtrain.train_config import TrainConfig
+
+    assert tuple(inspect.signature(AuxiliaryLoss).parameters) == AuxiliaryLoss.OPTIONS
+    assert set(AuxiliaryLoss.OPTIONS) <= {f.name for f in dataclasses.fields(TrainConfig)}
