@@ -9,11 +9,13 @@ of the epoch, the schedule needs no state in a checkpoint and a resumed run gets
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
-__all__ = ["SCHEDULES", "step_milestones", "learning_rate", "warmup_factor", "stage_two_epoch",
+__all__ = ["Schedule", "SCHEDULES", "step_milestones", "learning_rate", "warmup_factor", "stage_two_epoch",
            "is_stage_two"]
 
-SCHEDULES = ("step", "cosine", "constant")
+Schedule = Literal["step", "cosine", "constant"]
+SCHEDULES: tuple[str, ...] = get_args(Schedule)
 
 # Fractions of the run at which the authors' recipe divides the LR by 10 (60, 140, 180 of 210).
 _STEP_FRACTIONS = (60 / 210, 140 / 210, 180 / 210)
