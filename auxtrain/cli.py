@@ -380,5 +380,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def main_exit() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (also ``python -m auxtrain``)."""
+    import os
+
+    # Machine tuning of the command-line process, set before torch is imported (later it would do
+    # nothing); a value set by the user wins. OpenMP's default busy-waiting makes every
+    # multi-threaded CPU op spin against any other load on the machine; passive waiting costs
+    # little on an idle one. The library itself (import auxtrain) leaves the environment alone.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     sys.exit(main())
