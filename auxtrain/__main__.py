@@ -1,4 +1,4 @@
-"""``python -m auxtrain`` runs the command-line interface."""
+"""``python -m auxtrain`` runs the command-line interface (``cli.main_exit``, as the console script)."""
 
 from auxtrain.cli import main_exit
 

@@ -53,114 +53,31 @@ class UserError(Exception):
 
 
 def _add_fit(sub: argparse._SubParsersAction) -> None:
+    from auxtrain._flags import add_dataclass_arguments
+    from auxtrain.config import add_config_file_argument
     from auxtrain.train_config import TrainConfig
 
     p = sub.add_parser(
         "fit", help="train a robust classifier (auxiliary training) and export a plain model",
         description="Train a classifier with auxiliary training and export a plain model.\n"
-                    "Options come from the defaults, then -c/--config FILE (YAML or TOML, same names), "
-                    "then the flags.",
+                    "Options come from the defaults, then (with --resume) the run's own options, then "
+                    "-c/--config FILE (YAML or TOML, same names), then the flags.",
         epilog=EPILOG_FIT, formatter_class=argparse.RawDescriptionHelpFormatter,
-        argument_default=argparse.SUPPRESS,  # unset flags stay absent, so config-file values apply
     )
-    defaults = TrainConfig()
-
-    def add(group, flag, help, **kw):
-        default = getattr(defaults, flag.lstrip("-").replace("-", "_"), None)
-        if default not in (None, False) and "default" not in help:
-            help = f"{help} (default: {default})"
-        group.add_argument(flag, help=help, **kw)
-
-    p.add_argument("-c", "--config", metavar="FILE", help="YAML or TOML file of options (flags override it)")
-    g = p.add_argument_group("data")
-    add(g, "--dataset", "shapes (built in), cifar10, cifar100 or imagefolder", metavar="NAME")
-    add(g, "--data-root", "folder holding the dataset files", metavar="DIR")
-    add(g, "--download", "download CIFAR (checksum-verified) when missing", action="store_true")
-    add(g, "--train-size", "number of training images (shapes: generated; others: a seeded subset)",
-        type=int, metavar="N")
-    add(g, "--test-size", "number of test images", type=int, metavar="N")
-    add(g, "--val-size", "hold out N training images as a validation split; the per-epoch accuracy and the "
-        "final report use it instead of the test set (choose hyperparameters with it)", type=int, metavar="N")
-    add(g, "--image-size", "imagefolder: training crop size", type=int, metavar="PX")
-    add(g, "--data-seed", "seed of the shapes images and of the --train-size/--test-size subsets "
-        "(default: 0, the same data whatever --seed)", type=int, metavar="SEED")
-    add(g, "--workers", "data-loading worker processes", type=int, metavar="N")
-    g = p.add_argument_group("model")
-    add(g, "--model", "backbone name, see `auxtrain list-models` (default per dataset)", metavar="NAME")
-    add(g, "--head", "auxiliary head type", choices=["copy", "attention"])
-    add(g, "--running-stats", "selective BN running statistics", choices=["clean", "per_domain"])
-    add(g, "--selective-bn", "selective BN; --no-selective-bn shares plain BN statistics across views "
-        "(ablation)", action=argparse.BooleanOptionalAction)
-    add(g, "--companions", "comma-separated backbone stages with deep-supervision companion heads",
-        metavar="STAGES")
-    g = p.add_argument_group("auxiliary training")
-    add(g, "--mode", "auxiliary heads, or the naive augment baseline", choices=["auxiliary", "augment"])
-    add(g, "--corruptions", "one branch per comma item: family, name, or a+b; 'none' = standard training",
-        metavar="BRANCHES")
-    add(g, "--severities", "severities drawn per image, e.g. 1-5 or 3 or 1,3,5", metavar="S")
-    add(g, "--alpha", "weight of the auxiliary cross-entropy", type=float)
-    add(g, "--beta", "weight of the self-distillation term", type=float)
-    add(g, "--temperature", "distillation temperature", type=float)
-    add(g, "--gamma", "weight-tying coefficient in stage two", type=float)
-    add(g, "--stage-two-start", "first epoch (0-based) of stage two; default 6/7 of the epochs",
-        type=int, metavar="EPOCH")
-    g = p.add_argument_group("optimisation")
-    add(g, "--epochs", "number of epochs (default per dataset: shapes 12, CIFAR 210)", type=int,
-        metavar="N")
-    add(g, "--batch-size", "clean images per step, over all processes (default per dataset: CIFAR 128)",
-        type=int, metavar="N")
-    add(g, "--lr", "initial learning rate (default per dataset: CIFAR 0.1)", type=float)
-    add(g, "--momentum", "SGD momentum", type=float)
-    add(g, "--weight-decay", "weight decay", type=float)
-    add(g, "--nesterov", "Nesterov momentum", action=argparse.BooleanOptionalAction)
-    add(g, "--warmup-epochs", "linear LR warm-up length (default per dataset: CIFAR 0, shapes 1)",
-        type=float, metavar="E")
-    add(g, "--schedule", "LR schedule; step: /10 at 60,140,180 of 210 epochs, scaled (default per "
-        "dataset: CIFAR step, shapes cosine)", choices=["step", "cosine", "constant"])
-    g = p.add_argument_group("run")
-    add(g, "--out", "run directory (default: runs/<dataset>-<model>-<mode>-<time>)", metavar="DIR")
-    add(g, "--resume", "continue the run in --out from its last checkpoint", action="store_true")
-    add(g, "--overwrite", "replace an existing run in --out", action="store_true")
-    add(g, "--seed", "random seed (weights, data order, corruptions)", type=int)
-    add(g, "--device", "auto, cpu, cuda or cuda:N", metavar="DEV")
-    add(g, "--amp", "mixed precision (bf16, or fp16 on CUDA)", nargs="?", const="bf16",
-        choices=["bf16", "fp16"])
-    add(g, "--channels-last", "channels-last memory format", action="store_true")
-    add(g, "--compile", "torch.compile the model", action="store_true")
-    add(g, "--progress", "progress bar per epoch", action=argparse.BooleanOptionalAction)
-    g = p.add_argument_group("robustness evaluation after training")
-    add(g, "--eval", "evaluate corruption errors and write report.{csv,md,png}",
-        action=argparse.BooleanOptionalAction)
-    add(g, "--eval-root", "existing -C folder (NAME.npy + labels.npy); default: generate one from the "
-        "test split into RUN_DIR/corrupted_test", metavar="DIR")
-    add(g, "--eval-size", "test images in the generated -C set (default per dataset)", type=int, metavar="N")
-    add(g, "--eval-corruptions", "corruptions evaluated (all, common, extra, or a family)", metavar="SUBSET")
-    add(g, "--eval-severities", "severities evaluated", metavar="S")
-    add(g, "--eval-seed", "seed of the generated -C set, fixed so that runs of different seeds are "
-        "compared on the same images (default: 0)", type=int, metavar="SEED")
+    add_config_file_argument(p)
+    add_dataclass_arguments(p, TrainConfig)  # one flag per TrainConfig field, its help in the field
     p.set_defaults(run=_run_fit)
 
 
 def _fit_config(args: argparse.Namespace):
     """TrainConfig from defaults < the resumed run's config < -c FILE < flags."""
-    import dataclasses
-    from pathlib import Path
+    from auxtrain.config import config_from_args
+    from auxtrain.train_config import TrainConfig, saved_run_options
 
-    from auxtrain.config import load_config_file, merge_config
-    from auxtrain.run_dir import RunDir
-    from auxtrain.train_config import TrainConfig
+    def resumed(options: dict) -> dict:  # --resume --out DIR is enough: the run's own options
+        return saved_run_options(options["out"]) if options.get("resume") and options.get("out") else {}
 
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    flags = {k: v for k, v in vars(args).items() if k in names}
-    from_file = load_config_file(args.config) if getattr(args, "config", None) else {}
-    layers = {**from_file, **flags}
-    saved = {}
-    out = layers.get("out")
-    if layers.get("resume") and out and (Path(out) / RunDir.CONFIG).is_file():
-        # --resume --out DIR is enough: the run's own config is the base layer.
-        saved = {k: v for k, v in RunDir(out, resume=True).read_config().items()
-                 if k in names and k not in ("resume", "overwrite")}
-    return merge_config(TrainConfig, saved, from_file, flags, source="fit")
+    return config_from_args(TrainConfig, args, base=resumed, source="fit")
 
 
 def _print_epoch(row: dict, split: str = "test") -> None:
@@ -442,5 +359,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def main_exit() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (also ``python -m auxtrain``)."""
+    import os
+
+    # Machine tuning of the command-line process, set before torch is imported (later it would do
+    # nothing); a value set by the user wins. OpenMP's default busy-waiting makes every
+    # multi-threaded CPU op spin against any other load on the machine; passive waiting costs
+    # little on an idle one. The library itself (import auxtrain) leaves the environment alone.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     sys.exit(main())

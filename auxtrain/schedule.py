@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal, get_args
 
-__all__ = ["SCHEDULES", "TrainingSchedule", "step_milestones", "learning_rate", "warmup_factor",
+__all__ = ["Schedule", "SCHEDULES", "TrainingSchedule", "step_milestones", "learning_rate", "warmup_factor",
            "stage_two_epoch", "is_stage_two", "decay_weight"]
 
-SCHEDULES = ("step", "cosine", "constant")
+Schedule = Literal["step", "cosine", "constant"]
+SCHEDULES: tuple[str, ...] = get_args(Schedule)
 
 # Fractions of the run at which the authors' recipe divides the LR by 10 (60, 140, 180 of 210).
 _STEP_FRACTIONS = (60 / 210, 140 / 210, 180 / 210)

@@ -1,22 +1,28 @@
 """Every option of a training run (``TrainConfig``) and the per-dataset defaults it resolves to.
 
 Kept apart from the training loop so that the CLI and config files can build and validate a
-configuration without importing torch.
+configuration without importing torch. Each field is declared once: its help, argument group and
+metavar live in ``field(metadata=...)``, from which ``auxtrain fit`` makes its flags
+(:mod:`auxtrain._flags`), and its ``Literal`` annotation gives both the flag's choices and the
+check in :meth:`TrainConfig.resolved`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
-from auxtrain.schedule import SCHEDULES
+from auxtrain.config import check_choices
+from auxtrain.schedule import Schedule
 
-__all__ = ["TrainConfig", "DATASET_DEFAULTS", "MODES", "RESUMABLE_CHANGES"]
+__all__ = ["TrainConfig", "DATASET_DEFAULTS", "MODES", "RESUMABLE_CHANGES", "saved_run_options"]
 
-MODES = ("auxiliary", "augment")
+Mode = Literal["auxiliary", "augment"]
+MODES: tuple[str, ...] = get_args(Mode)
 
 # The authors' CIFAR recipe.
 _RECIPE = {"epochs": 210, "batch_size": 128, "lr": 0.1, "schedule": "step", "warmup_epochs": 0}
@@ -36,68 +42,127 @@ RESUMABLE_CHANGES = {"epochs", "device", "workers", "data_root", "download", "ev
                      "resume", "overwrite", "compile"}
 
 
+def _per_dataset(key: str, none: str = "all") -> str:
+    """"default per dataset: shapes 12, CIFAR 210, ...": the help text of a DATASET_DEFAULTS entry."""
+    labels: dict[str, list[tuple[str, Any]]] = {}
+    for name, defaults in DATASET_DEFAULTS.items():
+        value = defaults.get(key)
+        label = "CIFAR" if name.startswith("cifar") else name
+        labels.setdefault(label, []).append((name, none if value is None else value))
+    parts = []
+    for label, entries in labels.items():
+        if len({v for _, v in entries}) == 1:
+            parts.append(f"{label} {entries[0][1]}")
+        else:
+            parts += [f"{name} {v}" for name, v in entries]
+    return "default per dataset: " + ", ".join(parts)
+
+
+def _option(group: str):
+    """``field`` maker for one argument group: ``opt(default, help, **metadata)``."""
+
+    def opt(default: Any, help: str, **metadata: Any) -> Any:
+        return field(default=default, metadata={"group": group, "help": help, **metadata})
+
+    return opt
+
+
+_DATASETS = list(DATASET_DEFAULTS)
+_data, _model, _aux = _option("data"), _option("model"), _option("auxiliary training")
+_optim, _run, _eval = _option("optimisation"), _option("run"), _option("robustness evaluation after training")
+
+
 @dataclass
 class TrainConfig:
-    """Every option of a training run; ``None`` means the per-dataset default (``DATASET_DEFAULTS``)."""
+    """Every option of a training run; ``None`` means the per-dataset default (``DATASET_DEFAULTS``).
 
-    # data
-    dataset: str = "shapes"            # shapes | cifar10 | cifar100 | imagefolder
-    data_root: str | None = None       # folder with the dataset files (shapes needs none)
-    download: bool = False             # fetch CIFAR with checksum verification when missing
-    train_size: int | None = None      # shapes: images generated; others: a seeded subset of this size
-    test_size: int | None = None       # same for the test split (None: the whole split)
-    val_size: int | None = None        # hold out N training images as a validation split that replaces
-    #                                    the test split in the per-epoch accuracy and the final report:
-    #                                    choose hyperparameters on it, never on the test set
-    image_size: int | None = None      # imagefolder: training crop size (default of the dataset)
-    workers: int = 0                   # DataLoader worker processes
-    data_seed: int = 0                 # shapes generation and --train-size/--test-size subsets (fixed
-                                       # apart from `seed`, so runs of different seeds see the same data)
-    # model
-    model: str | None = None           # registry name (auxtrain list-models); default per dataset
-    head: str = "copy"                 # auxiliary head: copy of the main head, or "attention" (authors')
-    running_stats: str = "clean"       # SelectiveBatchNorm2d running stats: "clean" or "per_domain"
-    selective_bn: bool = True          # False (ablation): one plain BatchNorm2d shared by all views
-    companions: str | None = None      # comma-separated backbone stages for deep-supervision companions
-    companion_weight: float = 0.3      # weight of the companion losses (Wang et al.: 0.3)
-    companion_threshold: float = 0.0   # DSN hinge: a companion's loss below this is switched off
-    companion_decay: bool = True       # fade the companion weight linearly to 0 over the run
-    # auxiliary training
-    mode: str = "auxiliary"            # "auxiliary" (heads + selective BN) or "augment" (naive baseline)
-    corruptions: str = "noise,blur"    # one branch per comma item: family, name, or a+b; "none" = standard
-    severities: str = "1-5"            # severities drawn uniformly per image
-    alpha: float = 0.05                # weight of the auxiliary heads' cross-entropy
-    beta: float = 0.05                 # weight of the self-distillation (KL) term
-    temperature: float = 1.0           # distillation temperature T
-    gamma: float = 1.0                 # weight-tying coefficient in stage two (0 in stage one)
-    stage_two_start: int | None = None  # first 0-based epoch of stage two; default 6/7 of the epochs
-    # optimisation
-    epochs: int | None = None          # default per dataset (210 for CIFAR, the authors' recipe)
-    batch_size: int | None = None      # clean images per step, global over all processes (CIFAR: 128)
-    lr: float | None = None            # initial SGD learning rate (CIFAR: 0.1)
-    momentum: float = 0.9              # SGD momentum
-    weight_decay: float = 5e-4         # L2 weight decay on all parameters
-    nesterov: bool = False             # Nesterov momentum
-    warmup_epochs: float | None = None  # linear LR warm-up from the first step (CIFAR: 0, as the authors)
-    schedule: str | None = None        # "step" (/10 at 60,140,180 of 210, scaled; CIFAR), "cosine",
-                                       # or "constant"
-    # run
-    seed: int = 0                      # seeds the weights, the data order and every corruption
-    device: str = "auto"               # "auto" (cuda if available), "cpu", "cuda", "cuda:N"
-    amp: str | None = None             # mixed precision: None, "bf16" or "fp16" (fp16 needs CUDA)
-    channels_last: bool = False        # channels-last memory format (faster convolutions on GPUs)
-    compile: bool = False              # torch.compile the training model
-    out: str | None = None             # run directory; default runs/<dataset>-<model>-<mode>-<time>
-    resume: bool = False               # continue the run in `out` from its last checkpoint
-    overwrite: bool = False            # replace an existing run in `out`
-    progress: bool = True              # tqdm progress bar per epoch
-    # robustness evaluation at the end
-    eval: bool = True                  # evaluate corruption errors and write the report
-    eval_root: str | None = None       # existing -C folder (NAME.npy + labels.npy); default: generate one
-    eval_size: int | None = None       # test images corrupted for the generated -C set (None = all)
-    eval_corruptions: str = "all"      # corruption subset of the evaluation
-    eval_severities: str = "1-5"       # severities of the evaluation
-    eval_seed: int = 0                 # seed of the generated -C set: fixed, so runs of any seed compare
+    Each field is the ``auxtrain fit`` flag of the same name (``data_root`` is ``--data-root``) and
+    the key of the same name in a config file; its metadata holds the flag's help.
+    """
+
+    dataset: str = _data("shapes", f"{', '.join(_DATASETS[:-1])} or {_DATASETS[-1]}; shapes is generated "
+                         "offline", metavar="NAME")
+    data_root: str | None = _data(None, "folder holding the dataset files (shapes needs none)", metavar="DIR")
+    download: bool = _data(False, "download CIFAR (checksum-verified) when missing")
+    train_size: int | None = _data(None, "number of training images (shapes: generated; others: a seeded "
+                                   "subset)", metavar="N", default_text=_per_dataset("train_size"))
+    test_size: int | None = _data(None, "number of test images (shapes: generated; others: a seeded subset)",
+                                  metavar="N", default_text=_per_dataset("test_size"))
+    val_size: int | None = _data(None, "hold out N training images as a validation split; the per-epoch "
+                                 "accuracy and the final report use it instead of the test set (choose "
+                                 "hyperparameters with it, never with the test set)", metavar="N",
+                                 default_text="default: none")
+    image_size: int | None = _data(None, "imagefolder: training crop size", metavar="PX",
+                                   default_text="default: the dataset's")
+    workers: int = _data(0, "data-loading worker processes", metavar="N")
+    # Apart from `seed`, so that runs of different seeds see the same data.
+    data_seed: int = _data(0, "seed of the shapes images and of the --train-size/--test-size subsets (the "
+                           "same data whatever --seed)", metavar="SEED")
+
+    model: str | None = _model(None, "backbone name, see `auxtrain list-models`", metavar="NAME",
+                               default_text=_per_dataset("model"))
+    head: Literal["copy", "attention"] = _model("copy", "auxiliary head: a copy of the main head, or the "
+                                                "authors' attention head")
+    running_stats: Literal["clean", "per_domain"] = _model("clean", "selective BN running statistics: of "
+                                                           "the clean domain only, or one set per domain")
+    selective_bn: bool = _model(True, "selective BN; --no-selective-bn shares plain BN statistics across "
+                                "views (ablation)")
+    companions: str | None = _model(None, "comma-separated backbone stages with deep-supervision "
+                                    "companion heads", metavar="STAGES", default_text="default: none")
+    companion_weight: float = _model(0.3, "weight of the companion losses (Wang et al.'s value)", metavar="W")
+    companion_threshold: float = _model(0.0, "DSN hinge: a companion loss below this is switched off",
+                                        metavar="LOSS")
+    companion_decay: bool = _model(True, "fade the companion weight linearly to 0 over the run")
+
+    mode: Mode = _aux("auxiliary", "auxiliary heads with selective BN, or the naive augment baseline "
+                      "(the corrupted copies join the main head's batch)")
+    corruptions: str = _aux("noise,blur", "one branch per comma item: family, name, or a+b; 'none' = "
+                            "standard training", metavar="BRANCHES")
+    severities: str = _aux("1-5", "severities drawn per image, e.g. 1-5 or 3 or 1,3,5", metavar="S")
+    alpha: float = _aux(0.05, "weight of the auxiliary heads' cross-entropy")
+    beta: float = _aux(0.05, "weight of the self-distillation (KL) term")
+    temperature: float = _aux(1.0, "distillation temperature T", metavar="T")
+    gamma: float = _aux(1.0, "weight-tying coefficient in stage two (0 in stage one)")
+    stage_two_start: int | None = _aux(None, "first epoch (0-based) of stage two", metavar="EPOCH",
+                                       default_text="default: 6/7 of the epochs")
+
+    epochs: int | None = _optim(None, "number of epochs", metavar="N", default_text=_per_dataset("epochs"))
+    batch_size: int | None = _optim(None, "clean images per step, over all processes", metavar="N",
+                                    default_text=_per_dataset("batch_size"))
+    lr: float | None = _optim(None, "initial SGD learning rate", default_text=_per_dataset("lr"))
+    momentum: float = _optim(0.9, "SGD momentum")
+    weight_decay: float = _optim(5e-4, "L2 weight decay on all parameters", metavar="WD")
+    nesterov: bool = _optim(False, "Nesterov momentum")
+    warmup_epochs: float | None = _optim(None, "linear LR warm-up from the first step, in epochs",
+                                         metavar="E", default_text=_per_dataset("warmup_epochs"))
+    schedule: Schedule | None = _optim(None, "LR schedule; step: /10 at 60,140,180 of 210 epochs, scaled "
+                                       "to --epochs", default_text=_per_dataset("schedule"))
+
+    seed: int = _run(0, "random seed of the weights, the data order and every corruption")
+    device: str = _run("auto", "auto (cuda if available), cpu, cuda or cuda:N", metavar="DEV")
+    amp: Literal["bf16", "fp16"] | None = _run(None, "mixed precision: bf16, or fp16 (CUDA only); --amp "
+                                               "alone is bf16", nargs="?", const="bf16",
+                                               default_text="default: off")
+    channels_last: bool = _run(False, "channels-last memory format (faster convolutions on GPUs)")
+    compile: bool = _run(False, "torch.compile the training model")
+    out: str | None = _run(None, "run directory", metavar="DIR",
+                           default_text="default: runs/<dataset>-<model>-<mode>-<time>")
+    resume: bool = _run(False, "continue the run in --out from its last checkpoint, with its options")
+    overwrite: bool = _run(False, "replace an existing run in --out")
+    progress: bool = _run(True, "progress bar per epoch")
+
+    eval: bool = _eval(True, "evaluate corruption errors and write the report (report.md, .csv, .png)")
+    eval_root: str | None = _eval(None, "existing -C folder (NAME.npy + labels.npy)", metavar="DIR",
+                                  default_text="default: generate one from the test split into "
+                                               "RUN_DIR/corrupted_test")
+    eval_size: int | None = _eval(None, "test images in the generated -C set", metavar="N",
+                                  default_text=_per_dataset("eval_size"))
+    eval_corruptions: str = _eval("all", "corruptions evaluated (all, common, extra, or a family)",
+                                  metavar="SUBSET")
+    eval_severities: str = _eval("1-5", "severities evaluated", metavar="S")
+    # Fixed apart from `seed`, so that runs of any seed are compared on the same images.
+    eval_seed: int = _eval(0, "seed of the generated -C set (the same images whatever --seed)",
+                           metavar="SEED")
 
     def resolved(self) -> TrainConfig:
         """A copy with the per-dataset defaults filled in and every field validated."""
@@ -109,12 +174,8 @@ class TrainConfig:
                 setattr(cfg, key, value)
         if cfg.eval_size is None and cfg.eval_root is None:
             cfg.eval_size = DATASET_DEFAULTS[self.dataset]["eval_size"]
-        checks = [("mode", cfg.mode in MODES, f"one of {', '.join(MODES)}"),
-                  ("schedule", cfg.schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
-                  ("head", cfg.head in ("copy", "attention"), "'copy' or 'attention'"),
-                  ("running_stats", cfg.running_stats in ("clean", "per_domain"), "'clean' or 'per_domain'"),
-                  ("amp", cfg.amp in (None, "bf16", "fp16"), "None, 'bf16' or 'fp16'"),
-                  ("epochs", isinstance(cfg.epochs, int) and cfg.epochs >= 1, "a positive integer"),
+        check_choices(cfg)  # mode, head, running_stats, schedule, amp: their Literal annotations
+        checks = [("epochs", isinstance(cfg.epochs, int) and cfg.epochs >= 1, "a positive integer"),
                   ("batch_size", isinstance(cfg.batch_size, int) and cfg.batch_size >= 1, "positive"),
                   ("lr", cfg.lr > 0, "a positive number"), ("workers", cfg.workers >= 0, "0 or more"),
                   ("val_size", cfg.val_size is None or (isinstance(cfg.val_size, int) and cfg.val_size >= 1),
@@ -132,3 +193,18 @@ class TrainConfig:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             cfg.out = str(Path("runs") / f"{cfg.dataset}-{cfg.model}-{cfg.mode}-{stamp}")
         return cfg
+
+
+def saved_run_options(out: str | os.PathLike) -> dict[str, Any]:
+    """The options the run in ``out`` was started with, from its config.yaml; ``{}`` if it has none.
+
+    This is the base layer of ``--resume --out DIR``, under a config file and the flags. ``resume``
+    and ``overwrite`` are left out (they say what to do with the run, not what it is), and so are
+    keys that are no longer TrainConfig fields.
+    """
+    from auxtrain.run_dir import RunDir
+
+    if not (Path(out) / RunDir.CONFIG).is_file():
+        return {}
+    names = {f.name for f in dataclasses.fields(TrainConfig)} - {"resume", "overwrite"}
+    return {k: v for k, v in RunDir(out, resume=True).read_config().items() if k in names}

@@ -15,6 +15,7 @@ split is class-balanced when its size is a multiple of the class count.
 
 from __future__ import annotations
 
+import os
 import pickle
 import struct
 from dataclasses import dataclass
@@ -22,6 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+# As the auxtrain command does (cli.main_exit), before any test imports torch: OpenMP threads that
+# busy-wait spin against the other load of a shared machine. A value set by the user wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 class _Py2Pickler(pickle._Pickler):

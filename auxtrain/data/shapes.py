@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 
 import numpy as np
 import torch
@@ -100,20 +101,36 @@ def _backgrounds(kind, c1, c2, angle, period, phase, grids, size):
     return c1.view(n, 3, 1, 1) + (c2 - c1).view(n, 3, 1, 1) * t.unsqueeze(1)
 
 
+_threads_lock = threading.Lock()
+_threads_users = 0  # renderings inside _single_threaded
+_threads_saved = 1  # the thread count to restore when the last one leaves
+
+
 @contextlib.contextmanager
 def _single_threaded():
-    """Runs torch CPU ops on one thread, then restores the previous setting.
+    """Runs torch CPU ops on one thread, then restores the previous thread count.
 
-    The rendering is many small ops; with a busy CPU, waking OpenMP threads for each of them cost
-    15x (0.9 s -> 14 s for 10,000 images, measured on 2 shared cores), while on an idle machine
-    two threads save only about 15%.
+    The rendering is a long series of small ops, too small for intra-op threads to pay for waking
+    and joining them at every op. On a busy CPU each wake-up also waits for a free core (and with
+    OpenMP's default active waiting the threads spin against the other load), which makes
+    multi-threaded rendering several times slower, while on an idle machine a second thread saves
+    only part of the time. The thread count is process-global: concurrent renderings share one
+    save and restore (counted under a lock), but torch ops of other threads also run on one
+    thread meanwhile. The rendered bytes do not depend on the thread count.
     """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+    global _threads_users, _threads_saved
+    with _threads_lock:
+        if _threads_users == 0:
+            _threads_saved = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _threads_users += 1
     try:
         yield
     finally:
-        torch.set_num_threads(previous)
+        with _threads_lock:
+            _threads_users -= 1
+            if _threads_users == 0:
+                torch.set_num_threads(_threads_saved)
 
 
 def generate_shapes(

@@ -3,6 +3,11 @@
 Modelled on timm's registry: every architecture file ends with small builder functions decorated
 with ``@register_model``; ``create_model`` looks a name up, drops keyword options whose value is
 ``None`` (so CLI flags left unset keep the model's own defaults) and calls the builder.
+
+Families whose names are only known by scanning another library (the ``tv_*`` torchvision
+adapters) register a function with ``register_lazily`` instead: it runs once, the first time the
+registry is asked for a name it does not hold or for the list of names, so importing the models
+neither imports nor scans torchvision.
 """
 
 from __future__ import annotations
@@ -13,9 +18,22 @@ from collections.abc import Callable
 
 import torch.nn as nn
 
-__all__ = ["register_model", "list_models", "create_model", "is_model"]
+__all__ = ["register_model", "register_lazily", "list_models", "create_model", "is_model"]
 
 _MODEL_ENTRYPOINTS: dict[str, Callable[..., nn.Module]] = {}
+_PENDING: list[Callable[[], None]] = []  # register_lazily functions not run yet
+
+
+def register_lazily(register: Callable[[], None]) -> None:
+    """Run ``register()`` (which calls ``register_model``) the first time all the names are needed."""
+    _PENDING.append(register)
+
+
+def _entrypoints(name: str | None = None) -> dict[str, Callable[..., nn.Module]]:
+    """The registry; runs the pending lazy registrations unless ``name`` is registered already."""
+    while _PENDING and (name is None or name not in _MODEL_ENTRYPOINTS):
+        _PENDING.pop(0)()
+    return _MODEL_ENTRYPOINTS
 
 
 def register_model(fn: Callable[..., nn.Module] | None = None, *, name: str | None = None):
@@ -39,7 +57,7 @@ def register_model(fn: Callable[..., nn.Module] | None = None, *, name: str | No
 
 def list_models(pattern: str | None = None) -> list[str]:
     """Sorted registered model names, optionally filtered by a wildcard ``pattern`` (e.g. ``"resnet*"``)."""
-    names = sorted(_MODEL_ENTRYPOINTS)
+    names = sorted(_entrypoints())
     if pattern is not None:
         names = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
     return names
@@ -47,7 +65,7 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 def is_model(name: str) -> bool:
     """True if ``name`` is a registered model."""
-    return name in _MODEL_ENTRYPOINTS
+    return name in _entrypoints(name)
 
 
 def create_model(name: str, num_classes: int, **kwargs) -> nn.Module:
@@ -60,7 +78,7 @@ def create_model(name: str, num_classes: int, **kwargs) -> nn.Module:
 
         model = create_model("resnet18", num_classes=100)
     """
-    if name not in _MODEL_ENTRYPOINTS:
+    if name not in _entrypoints(name):
         close = difflib.get_close_matches(name, _MODEL_ENTRYPOINTS, n=3)
         hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
         raise ValueError(

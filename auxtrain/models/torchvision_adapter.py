@@ -7,6 +7,8 @@ The computation is the same as torchvision's ``forward``; only the module layout
 Supported families: ResNet/ResNeXt/Wide ResNet, RegNet, ShuffleNetV2, MNASNet, MobileNetV2/V3,
 EfficientNet (V1/V2), DenseNet and ConvNeXt. Stages (for deep supervision) are the last feature
 module at each resolution from stride 4 on, found by one dry run at 64 px when the model is built.
+The ``tv_*`` names are registered lazily (on the registry's first use), and torchvision is only
+imported then, so importing :mod:`auxtrain.models` stays cheap.
 """
 
 from __future__ import annotations
@@ -15,10 +17,9 @@ from collections import OrderedDict
 
 import torch
 import torch.nn as nn
-import torchvision
 
 from ._base import Backbone, ClassifierHead
-from ._registry import register_model
+from ._registry import register_lazily, register_model
 
 __all__ = ["TorchvisionAdapter", "SUPPORTED_FAMILIES"]
 
@@ -30,6 +31,8 @@ SUPPORTED_FAMILIES = (
 
 def _split_torchvision(model: nn.Module) -> tuple[OrderedDict, list[nn.Module]]:
     """Return (feature modules in order, classifier modules ending in the final linear)."""
+    import torchvision
+
     children = dict(model.named_children())
     if "layer4" in children and "fc" in children:  # ResNet family
         names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
@@ -102,6 +105,8 @@ def _make_builder(tv_name: str):
                     f"{key}= is not supported by tv_{tv_name}: auxtrain never downloads weights; load a "
                     "state_dict yourself after create_model"
                 )
+        import torchvision
+
         model = torchvision.models.get_model(tv_name, weights=None, num_classes=num_classes, **kwargs)
         return TorchvisionAdapter(model)
 
@@ -111,9 +116,11 @@ def _make_builder(tv_name: str):
 
 
 def _register_all() -> None:
+    import torchvision
+
     for tv_name in torchvision.models.list_models(module=torchvision.models):
         if tv_name.startswith(SUPPORTED_FAMILIES):
             register_model(_make_builder(tv_name))
 
 
-_register_all()
+register_lazily(_register_all)

@@ -1,0 +1,168 @@
+"""Options declared once: flags generated from config dataclasses (auxtrain._flags) and their layers."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+import yaml
+
+from auxtrain._flags import add_dataclass_arguments, flag_name
+from auxtrain.cli import _fit_config, build_parser, main
+from auxtrain.config import add_config_file_argument, check_choices, config_from_args
+from auxtrain.train_config import DATASET_DEFAULTS, TrainConfig, saved_run_options
+
+
+@dataclass
+class _Cfg:
+    name: str = field(default="a", metadata={"help": "a name", "group": "things", "metavar": "NAME"})
+    size: int | None = field(default=None, metadata={"help": "a size", "group": "things"})
+    rate: float = field(default=0.5, metadata={"help": "a 50% rate"})
+    kind: Literal["x", "y"] = field(default="x", metadata={"help": "the kind"})
+    level: Literal[1, 2, 3] | None = field(default=None, metadata={"help": "a level", "nargs": "?",
+                                                                       "const": 2})
+    fast: bool = field(default=False, metadata={"help": "go fast"})
+    color: bool = field(default=True, metadata={"help": "colour", "flag": "--colour", "short": "-k"})
+    hidden: str = field(default="h", metadata={"cli": False})
+
+
+def _parser(cls=_Cfg) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="t")
+    add_config_file_argument(p)
+    add_dataclass_arguments(p, cls)
+    return p
+
+
+def _fit_parser() -> argparse.ArgumentParser:
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices["fit"]
+
+
+def test_every_train_config_field_has_a_flag_in_fit_help(capsys):
+    assert main(["fit", "--help"]) == 0
+    out = capsys.readouterr().out
+    dests = {a.dest for a in _fit_parser()._actions}
+    for f in dataclasses.fields(TrainConfig):
+        assert f.name in dests, f.name
+        assert f"{flag_name(f)} " in out or f"{flag_name(f)}," in out, flag_name(f)
+        assert f.metadata.get("help"), f"{f.name} has no help text"
+        assert f.metadata.get("cli", True), f"{f.name} is hidden from the command line"
+
+
+def test_existing_fit_flag_names_are_kept():
+    options = {s for a in _fit_parser()._actions for s in a.option_strings}
+    for flag in ("-c", "--config", "--no-selective-bn", "--no-eval", "--no-progress", "--channels-last",
+                 "--amp", "--eval-root", "--data-root", "--stage-two-start", "--running-stats",
+                 "--companions", "--companion-weight", "--companion-threshold", "--no-companion-decay",
+                 "--resume", "--overwrite", "--download", "--compile", "--nesterov", "--val-size"):
+        assert flag in options, flag
+
+
+def test_literal_annotations_become_choices_and_checks():
+    actions = {a.dest: a for a in _fit_parser()._actions}
+    assert actions["mode"].choices == ["auxiliary", "augment"]
+    assert actions["head"].choices == ["copy", "attention"]
+    assert actions["running_stats"].choices == ["clean", "per_domain"]
+    assert actions["schedule"].choices == ["step", "cosine", "constant"]
+    assert actions["amp"].choices == ["bf16", "fp16"] and actions["amp"].const == "bf16"
+    assert _parser().parse_args(["--level"]).level == 2
+    assert _parser().parse_args(["--level", "3"]).level == 3
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["--kind", "z"])
+    with pytest.raises(ValueError, match="kind must be one of x, y, got 'z'"):
+        check_choices(_Cfg(kind="z"))
+    with pytest.raises(ValueError, match="amp must be None or one of bf16, fp16, got 'fp8'"):
+        TrainConfig(amp="fp8").resolved()
+    with pytest.raises(ValueError, match="head must be one of copy, attention"):
+        TrainConfig(head="linear").resolved()
+    check_choices(_Cfg(level=None))
+
+
+def test_bools_are_flag_pairs_and_unset_flags_are_absent():
+    p = _parser()
+    assert vars(p.parse_args([])) == {"config": None}
+    assert p.parse_args(["--fast"]).fast is True and p.parse_args(["--no-fast"]).fast is False
+    assert p.parse_args(["--no-colour"]).color is False and p.parse_args(["-k"]).color is True
+    assert p.parse_args(["--size", "3"]).size == 3 and p.parse_args(["--rate", "0.25"]).rate == 0.25
+    with pytest.raises(SystemExit):
+        p.parse_args(["--size", "x"])
+    with pytest.raises(SystemExit):
+        p.parse_args(["--hidden", "y"])  # cli: False
+
+
+def test_help_shows_group_metavar_and_defaults():
+    text = _parser().format_help()
+    assert "things:\n  --name NAME" in text and "--size SIZE" in text
+    assert "a name (default: a)" in text and "a 50% rate (default: 0.5)" in text
+    assert "go fast (default: off)" in text and "colour (default: on)" in text
+    assert "a size\n" in text  # None default: nothing appended
+    assert "--hidden" not in text
+
+
+def test_fit_help_derives_per_dataset_defaults_from_dataset_defaults(capsys):
+    assert main(["fit", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    shapes, cifar = DATASET_DEFAULTS["shapes"], DATASET_DEFAULTS["cifar100"]
+    assert f"default per dataset: shapes {shapes['epochs']}, CIFAR {cifar['epochs']}" in out
+    assert f"shapes {shapes['model']}, CIFAR {cifar['model']}" in out
+    assert "(default: per" not in out
+
+
+def test_bad_metadata_and_annotations_are_refused():
+    @dataclass
+    class Typo:
+        x: int = field(default=0, metadata={"hepl": "x"})
+
+    @dataclass
+    class NoFlag:
+        x: list[int] = field(default_factory=list)
+
+    with pytest.raises(TypeError, match="unknown metadata key.*hepl"):
+        _parser(Typo)
+    with pytest.raises(TypeError, match=r"NoFlag\.x: no command-line flag"):
+        _parser(NoFlag)
+
+
+def test_precedence_defaults_base_file_flags(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: file\nsize: 4\nrate: 0.1\n")
+    p = _parser()
+    cfg = config_from_args(_Cfg, p.parse_args(["-c", str(path), "--rate", "0.2"]),
+                           base={"name": "base", "kind": "y", "fast": True})
+    assert cfg == _Cfg(name="file", size=4, rate=0.2, kind="y", fast=True)
+    assert config_from_args(_Cfg, p.parse_args([])) == _Cfg()
+    seen = []
+    config_from_args(_Cfg, p.parse_args(["-c", str(path), "--size", "9"]), base=lambda o: seen.append(o))
+    assert seen == [{"name": "file", "size": 9, "rate": 0.1}]
+
+
+def test_unknown_config_file_keys_are_rejected(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text("nmae: x\n")
+    with pytest.raises(ValueError, match="unknown t option.*nmae; valid options: color, fast"):
+        config_from_args(_Cfg, _parser().parse_args(["-c", str(path)]), base=lambda o: {}, source="t")
+    path.write_text("epocs: 3\n")
+    assert main(["fit", "-c", str(path), "--out", str(tmp_path / "run")]) == 2
+    assert "unknown fit option(s) epocs" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_layers_the_saved_run_under_file_and_flags(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint_last.pt").write_bytes(b"")
+    saved = {"dataset": "shapes", "epochs": 3, "lr": 0.05, "seed": 7, "resume": False, "overwrite": True,
+             "removed_option": 1}
+    (run / "config.yaml").write_text(yaml.safe_dump({"config": saved, "environment": {}}))
+    assert saved_run_options(run) == {"dataset": "shapes", "epochs": 3, "lr": 0.05, "seed": 7}
+    assert saved_run_options(tmp_path / "missing") == {}
+    path = tmp_path / "c.yaml"
+    path.write_text("lr: 0.2\nepochs: 5\n")
+    args = _fit_parser().parse_args(["--resume", "--out", str(run), "-c", str(path), "--epochs", "6"])
+    cfg = _fit_config(args)
+    assert (cfg.seed, cfg.lr, cfg.epochs, cfg.resume, cfg.overwrite) == (7, 0.2, 6, True, False)
+    fresh = _fit_config(_fit_parser().parse_args(["--out", str(run)]))  # no --resume: no saved layer
+    assert (fresh.seed, fresh.lr, fresh.epochs) == (0, None, None)
