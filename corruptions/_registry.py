@@ -16,7 +16,7 @@ Kernel contract (kernels in noise.py, blur.py, ... rely on it):
   Python ints.
 - ``generator`` is always a ``torch.Generator`` (never None: ``corrupt`` makes one). Every random
   draw comes from it, per image, made on the generator's device and then moved to ``x``'s device
-  (use the helpers ``rand``, ``randn``, ``randint``, ``uniform``, ``poisson`` below), so a CPU
+  (use the helpers ``rand``, ``randn``, ``uniform``, ``normal``, ``randint``, ``poisson`` below), so a CPU
   generator gives the same output for CPU and CUDA data. Never touch the global RNG.
 - It returns the corrupted batch on the same 0..1 scale and device, NOT yet clipped or
   quantised: the caller clips to [0, 1] and, for uint8 output, truncates ``x * 255`` like the
@@ -170,9 +170,12 @@ def _device_of(generator: torch.Generator) -> torch.device:
     return generator.device
 
 
-def rand(size: Sequence[int], generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
-    """Uniform [0, 1) float32 draws of shape ``size`` on ``device``."""
-    return torch.rand(tuple(size), generator=generator, device=_device_of(generator)).to(device)
+def rand(
+    size: Sequence[int], generator: torch.Generator, device: torch.device | str,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Uniform [0, 1) draws of shape ``size`` on ``device`` (float32 unless ``dtype`` says)."""
+    return torch.rand(tuple(size), generator=generator, device=_device_of(generator), dtype=dtype).to(device)
 
 
 def randn(size: Sequence[int], generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
@@ -181,10 +184,18 @@ def randn(size: Sequence[int], generator: torch.Generator, device: torch.device 
 
 
 def uniform(
-    low: float, high: float, size: Sequence[int], generator: torch.Generator, device: torch.device | str
+    low: float, high: float, size: Sequence[int], generator: torch.Generator, device: torch.device | str,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """Uniform [low, high) float32 draws (like ``np.random.uniform``) on ``device``."""
-    return rand(size, generator, device) * (high - low) + low
+    """Uniform [low, high) draws (like ``np.random.uniform``) on ``device``, float32 unless ``dtype``."""
+    return rand(size, generator, device, dtype) * (high - low) + low
+
+
+def normal(
+    loc: float, scale: float, size: Sequence[int], generator: torch.Generator, device: torch.device | str
+) -> torch.Tensor:
+    """Normal N(loc, scale^2) float32 draws (like ``np.random.normal``) on ``device``."""
+    return randn(size, generator, device) * scale + loc
 
 
 def randint(

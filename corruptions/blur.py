@@ -15,38 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._registry import register
-
-# --------------------------------------------------------------------------- random draws
-# Every draw happens on the generator's device and is then moved to the data's device, so the
-# same seed gives the same corruption on CPU and CUDA.
-
-
-def _gen(generator: torch.Generator | None) -> torch.Generator:
-    if generator is None:  # never touch the global RNG: use a fresh, randomly seeded generator
-        generator = torch.Generator()
-        generator.seed()
-    return generator
-
-
-def _rand(generator, shape, device, dtype=torch.float32) -> torch.Tensor:
-    g = _gen(generator)
-    return torch.rand(shape, generator=g, device=g.device, dtype=dtype).to(device)
-
-
-def _uniform(generator, shape, low, high, device, dtype=torch.float32) -> torch.Tensor:
-    return low + (high - low) * _rand(generator, shape, device, dtype)
-
-
-def _normal(generator, shape, mean, std, device) -> torch.Tensor:
-    g = _gen(generator)
-    return (mean + std * torch.randn(shape, generator=g, device=g.device)).to(device)
-
-
-def _randint(generator, low, high, shape, device) -> torch.Tensor:
-    g = _gen(generator)
-    return torch.randint(low, high, shape, generator=g, device=g.device).to(device)
-
+from ._registry import randint, register, uniform
 
 # --------------------------------------------------------------------------- padding / filters
 
@@ -157,7 +126,7 @@ def _gaussian(x: torch.Tensor, sigma: float, mode: str = "replicate", truncate: 
     cifar=[(0.4,), (0.6,), (0.7,), (0.8,), (1.0,)],
     imagenet=[(1.0,), (2.0,), (3.0,), (4.0,), (6.0,)],
 )
-def gaussian_blur(x: torch.Tensor, params: tuple, generator=None) -> torch.Tensor:
+def gaussian_blur_tensor(x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
     """Gaussian blur of each channel (skimage ``gaussian``: truncate 4, border 'nearest')."""
     (sigma,) = params
     return _gaussian(x, sigma)
@@ -205,7 +174,7 @@ def _disk_kernel(radius: float, alias_sigma: float) -> np.ndarray:
     cifar=[(0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1.0, 0.2), (1.5, 0.1)],
     imagenet=[(3.0, 0.1), (4.0, 0.5), (6.0, 0.5), (8.0, 0.5), (10.0, 0.5)],
 )
-def defocus_blur(x: torch.Tensor, params: tuple, generator=None) -> torch.Tensor:
+def defocus_blur_tensor(x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
     """Convolve with the anti-aliased disk (cv2.filter2D semantics: border REFLECT_101)."""
     radius, alias_sigma = params
     k = torch.from_numpy(_disk_kernel(float(radius), float(alias_sigma)))
@@ -283,7 +252,7 @@ def _zoom_factors(end: float, step: float) -> tuple[float, ...]:
     cifar=[(1.06, 0.01), (1.11, 0.01), (1.16, 0.01), (1.21, 0.01), (1.26, 0.01)],
     imagenet=[(1.11, 0.01), (1.16, 0.01), (1.21, 0.02), (1.26, 0.02), (1.31, 0.03)],
 )
-def zoom_blur(x: torch.Tensor, params: tuple, generator=None) -> torch.Tensor:
+def zoom_blur_tensor(x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
     """Average of the image and its clipped zooms by factors ``np.arange(1, end, step)``.
 
     The factor list starts at 1, so the unzoomed image counts twice, as in the reference.
@@ -353,7 +322,7 @@ def _line_blur(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tensor) 
     cifar=[(6, 1.0), (6, 1.5), (6, 2.0), (8, 2.0), (9, 2.5)],
     imagenet=[(10, 3.0), (15, 5.0), (15, 8.0), (15, 12.0), (20, 15.0)],
 )
-def motion_blur(x: torch.Tensor, params: tuple, generator=None) -> torch.Tensor:
+def motion_blur_tensor(x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
     """Motion blur along a random angle U(-45, 45) degrees per image.
 
     The original datasets used ImageMagick's MotionBlurImage, which cannot be matched bit for
@@ -361,7 +330,7 @@ def motion_blur(x: torch.Tensor, params: tuple, generator=None) -> torch.Tensor:
     offsets), so shape and strength match but pixels differ slightly from CIFAR-10-C.
     """
     radius, sigma = params
-    angle = _uniform(generator, (x.shape[0],), -45.0, 45.0, x.device, torch.float64)
+    angle = uniform(-45.0, 45.0, (x.shape[0],), generator, x.device, torch.float64)
     return _line_blur(x, int(radius), float(sigma), angle)
 
 
@@ -375,8 +344,8 @@ def _glass_offsets(n: int, h: int, w: int, d: int, iterations: int, generator, d
     stored in ascending order; the sweep itself runs in descending order).
     """
     shape = (iterations, n, max(h - 2 * d, 0), max(w - 2 * d, 0))
-    dy = _randint(generator, -d, d, shape, device)
-    dx = _randint(generator, -d, d, shape, device)
+    dy = randint(-d, d, shape, generator, device)
+    dx = randint(-d, d, shape, generator, device)
     return dy, dx
 
 
@@ -429,7 +398,7 @@ def _glass_sweep(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, d: int) ->
     cifar=[(0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)],
     imagenet=[(0.7, 1, 2), (0.9, 2, 1), (1.0, 2, 3), (1.1, 3, 2), (1.5, 4, 2)],
 )
-def glass_blur(x: torch.Tensor, params: tuple, generator=None) -> torch.Tensor:
+def glass_blur_tensor(x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
     """Gaussian blur, cast to uint8 (truncating), local pixel shuffle, Gaussian blur again.
 
     The shuffle is the reference's sequential sweep reproduced exactly (see ``_glass_sweep``),

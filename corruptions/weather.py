@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._registry import register
-from .blur import _clipped_zoom, _gaussian, _line_blur, _normal, _rand, _randint, _uniform
+from ._registry import normal, rand, randint, register, uniform
+from .blur import _clipped_zoom, _gaussian, _line_blur
 
 # --------------------------------------------------------------------------- snow
 
@@ -30,7 +30,7 @@ from .blur import _clipped_zoom, _gaussian, _line_blur, _normal, _rand, _randint
               (0.55, 0.3, 2.5, 0.85, 12, 12.0, 0.55)],
     integer_params=(4,),
 )
-def snow(x: torch.Tensor, params: tuple, generator=None) -> torch.Tensor:
+def snow_tensor(x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
     """Snow flakes streaked by motion blur, over an image brightened towards white.
 
     (loc, scale, zoom, threshold, motion radius, motion sigma, blend). A Gaussian layer per
@@ -42,8 +42,8 @@ def snow(x: torch.Tensor, params: tuple, generator=None) -> torch.Tensor:
     """
     loc, scale = params[:2]
     n, _, h, w = x.shape
-    noise = _normal(generator, (n, 1, h, w), loc, scale, x.device)
-    angle = _uniform(generator, (n,), -135.0, -45.0, x.device, torch.float64)
+    noise = normal(loc, scale, (n, 1, h, w), generator, x.device)
+    angle = uniform(-135.0, -45.0, (n,), generator, x.device, torch.float64)
     return _snow_apply(x, params, noise, angle)
 
 
@@ -144,9 +144,9 @@ def _frost_draws(n: int, h: int, w: int, sizes: torch.Tensor, generator, device,
     """Per image: texture index randint(5) (unless ``idx`` is given), then the crop corner
     randint(0, th - h), randint(0, tw - w) inside that texture."""
     if idx is None:
-        idx = _randint(generator, 0, len(_FROST_FILES), (n,), "cpu")
+        idx = randint(0, len(_FROST_FILES), (n,), generator, "cpu")
     idx = idx.cpu()
-    u = _rand(generator, (n, 2), "cpu", torch.float64)
+    u = rand((n, 2), generator, "cpu", torch.float64)
     span = (sizes[idx] - torch.tensor([h, w])).clamp(min=1)
     start = torch.minimum(torch.floor(u * span).long(), span - 1)
     return idx.to(device), start[:, 0].to(device), start[:, 1].to(device)
@@ -168,7 +168,7 @@ def _frost_apply(x, params, idx, top, left) -> torch.Tensor:
     cifar=[(1.0, 0.2, 0.2), (1.0, 0.3, 0.2), (0.9, 0.4, 0.2), (0.85, 0.4, 0.2), (0.75, 0.45, 0.2)],
     imagenet=[(1.0, 0.4, 1.0), (0.8, 0.6, 1.0), (0.7, 0.7, 1.0), (0.65, 0.7, 1.0), (0.6, 0.75, 1.0)],
 )
-def frost(x: torch.Tensor, params: tuple, generator=None) -> torch.Tensor:
+def frost_tensor(x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
     """Blend with a random crop of one of the frost textures frost1..frost5.
 
     (image weight, frost weight, texture scale): the texture (read from the installed
@@ -240,12 +240,12 @@ def _fog_apply(x: torch.Tensor, params: tuple, uniforms: torch.Tensor) -> torch.
     cifar=[(0.2, 3.0), (0.5, 3.0), (0.75, 2.5), (1.0, 2.0), (1.5, 1.75)],
     imagenet=[(1.5, 2.0), (2.0, 2.0), (2.5, 1.7), (2.5, 1.5), (3.0, 1.4)],
 )
-def fog(x: torch.Tensor, params: tuple, generator=None) -> torch.Tensor:
+def fog_tensor(x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
     """Add a plasma fractal (diamond-square, map side the next power of two >= the image side,
     32 at CIFAR) weighted by c0, then rescale by max / (max + c0), max being the image's peak."""
     n, _, h, w = x.shape
     mapsize = 1 << (max(h, w) - 1).bit_length()
-    uniforms = _rand(generator, (n, _plasma_draw_count(mapsize)), x.device)
+    uniforms = rand((n, _plasma_draw_count(mapsize)), generator, x.device)
     return _fog_apply(x, params, uniforms)
 
 
@@ -404,7 +404,7 @@ def _water_mask(liquid: torch.Tensor) -> torch.Tensor:
     imagenet=[(0.65, 0.3, 4.0, 0.69, 0.6, 0), (0.65, 0.3, 3.0, 0.68, 0.6, 0), (0.65, 0.3, 2.0, 0.68, 0.5, 0),
               (0.65, 0.3, 1.0, 0.65, 1.5, 1), (0.67, 0.4, 1.0, 0.65, 1.5, 1)],
 )
-def spatter(x: torch.Tensor, params: tuple, generator=None) -> torch.Tensor:
+def spatter_tensor(x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
     """Water drops (mode 0) or mud splashes (mode 1) from a thresholded, smoothed noise layer.
 
     (loc, scale, sigma, threshold, intensity, mode). Water: the reference's OpenCV chain (Canny
@@ -416,7 +416,7 @@ def spatter(x: torch.Tensor, params: tuple, generator=None) -> torch.Tensor:
     """
     loc, scale, sigma, _, _, _ = params
     n, _, h, w = x.shape
-    liquid = _gaussian(_normal(generator, (n, 1, h, w), loc, scale, x.device), float(sigma))
+    liquid = _gaussian(normal(loc, scale, (n, 1, h, w), generator, x.device), float(sigma))
     return _spatter_apply(x, params, liquid)
 
 
