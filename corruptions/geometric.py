@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ._filters import gaussian
 from ._registry import register, uniform
-from .blur import _gaussian
 
 _S = 32  # the CIFAR script's IMSIZE
 _I = 244  # the ImageNet script's constant ("244 should have been 224")
@@ -50,7 +50,7 @@ def _elastic_apply(x, params, jitter, ux, uy) -> torch.Tensor:
     # 2) smoothed random displacement (skimage gaussian, mode 'reflect', truncate 3) * alpha,
     # 3) sampled like scipy map_coordinates(order=1, mode='reflect'): grid_sample reflection with
     #    corners not aligned, where pixel x maps to (2 x + 1) / W - 1.
-    d = _gaussian(torch.stack([ux, uy], -3).to(x.dtype), float(sigma), "symmetric", 3.0)
+    d = gaussian(torch.stack([ux, uy], -3).to(x.dtype), float(sigma), "symmetric", 3.0)
     scale = torch.tensor([2.0 * alpha / w, 2.0 * alpha / h], dtype=x.dtype, device=x.device)
     u = (2 * torch.arange(w, dtype=x.dtype, device=x.device) + 1) / w - 1
     v = (2 * torch.arange(h, dtype=x.dtype, device=x.device) + 1) / h - 1

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._filters import gaussian, line_blur
 from ._registry import normal, rand, randint, register, uniform
-from .blur import _clipped_zoom, _gaussian, _line_blur
+from ._zoom import clipped_zoom
 
 # --------------------------------------------------------------------------- snow
 
@@ -38,7 +39,7 @@ def snow_tensor(x: torch.Tensor, params: tuple, generator: torch.Generator) -> t
     of the reference), motion-blurred along U(-135, -45) degrees, rounded to 8 bits and added
     twice (also rotated by 180 degrees). The original used ImageMagick's motion blur, which
     cannot be matched bit for bit; like imagecorruptions we use its line kernel
-    (``blur._line_blur``), same width, Gaussian weights and offsets.
+    (``_filters.line_blur``), same width, Gaussian weights and offsets.
     """
     loc, scale = params[:2]
     n, _, h, w = x.shape
@@ -50,10 +51,10 @@ def snow_tensor(x: torch.Tensor, params: tuple, generator: torch.Generator) -> t
 def _snow_apply(x: torch.Tensor, params: tuple, noise: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     """snow for given draws: the Gaussian layer (n, 1, H, W) and the streak angles (n,)."""
     _, _, zoom, threshold, radius, sigma, blend = params
-    layer = _clipped_zoom(noise, float(zoom))
+    layer = clipped_zoom(noise, float(zoom))
     layer = layer.masked_fill(layer < threshold, 0.0)
     layer = torch.floor(layer.clamp(0, 1) * 255) / 255
-    layer = _line_blur(layer, int(radius), float(sigma), angle)
+    layer = line_blur(layer, int(radius), float(sigma), angle)
     layer = torch.round(layer * 255) / 255
     gray = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]) * 1.5 + 0.5
     x = blend * x + (1 - blend) * torch.maximum(x, gray)
@@ -416,7 +417,7 @@ def spatter_tensor(x: torch.Tensor, params: tuple, generator: torch.Generator) -
     """
     loc, scale, sigma, _, _, _ = params
     n, _, h, w = x.shape
-    liquid = _gaussian(normal(loc, scale, (n, 1, h, w), generator, x.device), float(sigma))
+    liquid = gaussian(normal(loc, scale, (n, 1, h, w), generator, x.device), float(sigma))
     return _spatter_apply(x, params, liquid)
 
 
@@ -430,7 +431,7 @@ def _spatter_apply(x: torch.Tensor, params: tuple, liquid: torch.Tensor) -> torc
         m = torch.where(peak > 0, m / peak.clamp(min=1e-12), torch.zeros_like(m)) * intensity
         color = torch.tensor([175.0, 238.0, 238.0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1) / 255
         return x + m * color
-    m = _gaussian((liquid > threshold).to(x.dtype), float(intensity))
+    m = gaussian((liquid > threshold).to(x.dtype), float(intensity))
     m = torch.where(m < 0.8, torch.zeros_like(m), m)
     color = torch.tensor([63.0, 42.0, 20.0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1) / 255
     return x * (1 - m) + color * m

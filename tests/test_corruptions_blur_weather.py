@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import corruptions
-from corruptions import blur, geometric, weather
+from corruptions import _filters, _zoom, blur, geometric, weather
 from corruptions._registry import get_spec
 
 scipy_ndimage = pytest.importorskip("scipy.ndimage")
@@ -76,7 +76,7 @@ def _run(name: str, x: torch.Tensor, severity: int, seed: int = 0) -> torch.Tens
 @pytest.mark.parametrize("severity,matrix", [(1, True), (3, True), (5, True), (5, False)])
 def test_gaussian_blur_matches_scipy(severity, matrix, monkeypatch):
     if not matrix:  # the depthwise-conv path used for axes longer than 512 px
-        monkeypatch.setattr(blur, "_MATRIX_MAX_SIZE", 0)
+        monkeypatch.setattr(_filters, "_MATRIX_MAX_SIZE", 0)
     imgs = _images(3)
     sigma = get_spec("gaussian_blur").cifar[severity - 1][0]
     ref = [scipy_ndimage.gaussian_filter(im / 255.0, sigma=(sigma, sigma, 0), mode="nearest", truncate=4.0)
@@ -117,7 +117,7 @@ def test_defocus_disk_against_opencv():
         d = np.array((xx**2 + yy**2) <= radius**2, dtype=np.float32)
         d /= d.sum()
         ref = cv2.GaussianBlur(d, ksize=(3, 3) if radius <= 8 else (5, 5), sigmaX=alias)
-        mine = blur._disk_kernel(float(radius), float(alias))
+        mine = _filters.disk_kernel(float(radius), float(alias))
         c, kh, kw = ref.shape[0] // 2, mine.shape[0] // 2, mine.shape[1] // 2
         np.testing.assert_allclose(mine, ref[c - kh:c + kh + 1, c - kw:c + kw + 1], atol=1e-7)
         assert ref.sum() == pytest.approx(mine.sum(), abs=1e-6)  # trimming dropped nothing
@@ -136,7 +136,7 @@ def _ref_clipped_zoom(img: np.ndarray, z: float) -> np.ndarray:
 @pytest.mark.parametrize("size,sparse", [(32, True), (40, True), (40, False)])
 def test_zoom_blur_matches_reference(severity, size, sparse, monkeypatch):
     if not sparse:  # the per-factor path used above 256 x 256 pixels
-        monkeypatch.setattr(blur, "_ZOOM_SPARSE_MAX_PIXELS", 0)
+        monkeypatch.setattr(_zoom, "_ZOOM_SPARSE_MAX_PIXELS", 0)
     imgs = _images(2, size, size)
     end, step = get_spec("zoom_blur").cifar[severity - 1]
     factors = np.arange(1, end, step)
@@ -312,7 +312,7 @@ def test_motion_blur_matches_line_kernel_reference():
     imgs = _images(2)
     x = _to_tensor(imgs)
     angles = torch.tensor([-37.0, 12.5], dtype=torch.float64)
-    got = blur._line_blur(x * 255, 9, 2.5, angles)
+    got = _filters.line_blur(x * 255, 9, 2.5, angles)
     for i in range(2):  # imagecorruptions' _motion_blur, written out (pixels 0..255)
         width = 19
         k = np.exp(-np.arange(width) ** 2 / (2 * 2.5**2))
@@ -334,7 +334,7 @@ def test_line_kernel_matches_imagecorruptions():
     imgs = _images(2, 32, 40)
     for angle, (radius, sigma) in [(-37.0, (9, 2.5)), (12.5, (6, 1.0)), (-100.0, (14, 12.0))]:
         angles = torch.tensor([angle, angle], dtype=torch.float64)
-        got = blur._line_blur(_to_tensor(imgs) * 255, radius, sigma, angles)
+        got = _filters.line_blur(_to_tensor(imgs) * 255, radius, sigma, angles)
         for i in range(2):
             ref = ic._motion_blur(imgs[i].astype(np.float64), radius=radius, sigma=sigma, angle=angle)
             np.testing.assert_allclose(got[i].permute(1, 2, 0).numpy(), ref, atol=2e-3)
@@ -367,7 +367,7 @@ def test_snow_matches_reference_given_draws(severity):
 def test_spatter_opencv_steps_match_opencv():
     cv2 = pytest.importorskip("cv2")
     g = torch.Generator().manual_seed(0)
-    liquid = blur._gaussian(0.65 + 0.3 * torch.randn(6, 1, 32, 32, generator=g), 1.0)
+    liquid = _filters.gaussian(0.65 + 0.3 * torch.randn(6, 1, 32, 32, generator=g), 1.0)
     liquid = torch.where(liquid < 0.69, torch.zeros_like(liquid), liquid)
     layer = torch.floor(liquid.clamp(0, 1) * 255)
     edges = weather._canny(layer)
@@ -418,7 +418,7 @@ def test_spatter_matches_reference_given_draws(severity):
     imgs = _images(16)
     c = get_spec("spatter").cifar[severity - 1]
     noise = torch.randn(16, 1, 32, 32, generator=torch.Generator().manual_seed(severity)) * c[1] + c[0]
-    liquid = blur._gaussian(noise.double(), c[2]).float()
+    liquid = _filters.gaussian(noise.double(), c[2]).float()
     got = _to_uint8(weather._spatter_apply(_to_tensor(imgs), c, liquid))
     worst = 0
     for i in range(16):  # severity 3 includes drops above 1.0, which wrap in the uint8 cast
