@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import corruptions
-from corruptions import _filters, _zoom, blur, geometric, weather
+from corruptions import _cv_ports, _filters, _frost_textures, _zoom, blur, geometric, weather
 from corruptions._registry import get_spec
 
 scipy_ndimage = pytest.importorskip("scipy.ndimage")
@@ -258,9 +258,9 @@ def test_frost_matches_reference_given_draws(severity):
     params = get_spec("frost").cifar[severity - 1]
     idx, top, left = torch.tensor([0, 3, 4]), torch.tensor([5, 0, 30]), torch.tensor([7, 60, 2])
     got = _to_uint8(weather._frost_apply(_to_tensor(imgs), params, idx, top, left))
-    folder = weather._frost_dir()
+    folder = _frost_textures.frost_dir()
     for i in range(3):
-        tex = cv2.imread(str(folder / weather._FROST_FILES[int(idx[i])]))
+        tex = cv2.imread(str(folder / _frost_textures.FROST_FILES[int(idx[i])]))
         tex = cv2.resize(tex, (0, 0), fx=0.2, fy=0.2)
         crop = tex[int(top[i]):int(top[i]) + 32, int(left[i]):int(left[i]) + 32][..., [2, 1, 0]]
         ref = np.uint8(np.clip(params[0] * imgs[i] + params[1] * crop, 0, 255))
@@ -269,7 +269,7 @@ def test_frost_matches_reference_given_draws(severity):
 
 def test_frost_crops_stay_inside_the_texture():
     n = 200
-    _, sizes = weather._frost_bank(0.2, 32, 32, "cpu")
+    _, sizes = _frost_textures.frost_bank(0.2, 32, 32, "cpu")
     idx, top, left = weather._frost_draws(n, 32, 32, sizes, torch.Generator().manual_seed(0), "cpu")
     assert set(idx.tolist()) == {0, 1, 2, 3, 4}  # randint(5): frost6 never used
     assert bool((top >= 0).all() and (top + 32 < sizes[idx, 0]).all())
@@ -370,8 +370,8 @@ def test_spatter_opencv_steps_match_opencv():
     liquid = _filters.gaussian(0.65 + 0.3 * torch.randn(6, 1, 32, 32, generator=g), 1.0)
     liquid = torch.where(liquid < 0.69, torch.zeros_like(liquid), liquid)
     layer = torch.floor(liquid.clamp(0, 1) * 255)
-    edges = weather._canny(layer)
-    dist = weather._distance_to_edges(edges, 20.0)
+    edges = _cv_ports.canny(layer)
+    dist = _cv_ports.distance_to_edges(edges, 20.0)
     mismatched_edges = 0
     for i in range(6):
         img = layer[i, 0].numpy().astype(np.uint8)
@@ -379,11 +379,11 @@ def test_spatter_opencv_steps_match_opencv():
         mismatched_edges += int((ref_edges != edges[i, 0].numpy()).sum())
         ref_dist = cv2.distanceTransform(255 - (ref_edges * 255).astype(np.uint8), cv2.DIST_L2, 5)
         _, ref_dist = cv2.threshold(ref_dist, 20, 20, cv2.THRESH_TRUNC)
-        mine = weather._distance_to_edges(torch.from_numpy(ref_edges)[None, None], 20.0)[0, 0].numpy()
+        mine = _cv_ports.distance_to_edges(torch.from_numpy(ref_edges)[None, None], 20.0)[0, 0].numpy()
         np.testing.assert_allclose(mine, ref_dist, atol=1e-3)
-        blurred = np.floor(weather._box3(torch.from_numpy(ref_dist)[None, None])[0, 0].numpy())
+        blurred = np.floor(_cv_ports.box3(torch.from_numpy(ref_dist)[None, None])[0, 0].numpy())
         ref_eq = cv2.equalizeHist(cv2.blur(ref_dist, (3, 3)).astype(np.uint8))
-        mine_eq = weather._equalize_hist(torch.from_numpy(blurred)[None, None])[0, 0].numpy()
+        mine_eq = _cv_ports.equalize_hist(torch.from_numpy(blurred)[None, None])[0, 0].numpy()
         np.testing.assert_array_equal(mine_eq, ref_eq)
     assert mismatched_edges <= 6 * 32 * 32 * 0.002  # Canny: at most 0.2 % of pixels differ
     assert dist.shape == layer.shape
@@ -521,7 +521,7 @@ def test_statistics_close_to_imagecorruptions_at_224(name):
                 np.random.seed(100 * s + i)
                 ref.append(np.uint8(ic.frost(Image.fromarray(im), s)))
             ref = np.stack(ref)
-            _, sizes = weather._frost_bank(1.0, 224, 224, "cpu")
+            _, sizes = _frost_textures.frost_bank(1.0, 224, 224, "cpu")
             idx, top, left = weather._frost_draws(n, 224, 224, sizes, g, "cpu", idx=torch.tensor(idx))
             got = _to_uint8(weather._frost_apply(_to_tensor(imgs), spec.imagenet[s - 1], idx, top, left))
         else:
