@@ -342,7 +342,11 @@ def test_line_kernel_matches_imagecorruptions():
 
 @pytest.mark.parametrize("severity", [1, 5])
 def test_snow_matches_reference_given_draws(severity):
-    """make_cifar_c.snow with imagecorruptions' line kernel in place of ImageMagick's blur."""
+    """make_cifar_c.snow with imagecorruptions' line kernel in place of ImageMagick's blur.
+
+    The blurred layer is truncated to 8 bits as ImageMagick's 8-bit output is (imagecorruptions'
+    port rounds it instead, one grey level brighter on 2-29% of the layer's pixels).
+    """
     ic = _imagecorruptions()
     cv2 = pytest.importorskip("cv2")
     imgs = _images(3)
@@ -357,11 +361,29 @@ def test_snow_matches_reference_given_draws(severity):
         layer[layer < c[3]] = 0
         layer = (np.clip(layer.squeeze(), 0, 1) * 255).astype(np.uint8) / 255.0
         layer = ic._motion_blur(layer, radius=c[4], sigma=c[5], angle=float(angle[i]))
-        layer = (np.round(layer * 255).astype(np.uint8) / 255.0)[..., None]
+        layer = (np.floor(layer * 255 + 1e-4).astype(np.uint8) / 255.0)[..., None]
         gray = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)[..., None]
         x = c[6] * x + (1 - c[6]) * np.maximum(x, gray * 1.5 + 0.5)
         ref = _ref_uint8(x + layer + np.rot90(layer, k=2))
         assert _maxdiff(got[i], ref) <= 1
+
+
+def test_snow_layer_is_truncated_to_8_bits_not_rounded():
+    """A blurred layer value of k + 2/3 grey levels becomes k, as in ImageMagick's 8-bit output.
+
+    Radius 1 with a huge sigma makes the line kernel a 3-tap mean along the streak; at -90
+    degrees the taps are rows y, y - 1, y - 2. Rows cycling through grey levels 100, 101, 101
+    give 302 / 3 = 100.67 on every row two or more from the edges, in the layer and in its
+    180-degree rotation alike: 100 + 100 on a black image (rounding would give 101 + 101).
+    """
+    h = w = 12
+    levels = torch.tensor([100.0, 101.0, 101.0]).repeat(h // 3)[:, None].expand(h, w)
+    noise = ((levels + 0.5) / 255).reshape(1, 1, h, w)  # exactly k after the first 8-bit cast
+    params = (0.0, 0.0, 1.0, 0.0, 1, 1e6, 1.0)  # zoom 1 (identity), threshold 0, blend 1
+    x = torch.zeros(1, 3, h, w)
+    out = weather._snow_apply(x, params, noise, torch.tensor([-90.0], dtype=torch.float64)) * 255
+    interior = out[..., 2:h - 2, :]
+    assert torch.allclose(interior, torch.full_like(interior, 200.0), atol=1e-3), interior[0, 0, :, 0]
 
 
 def test_spatter_opencv_steps_match_opencv():
