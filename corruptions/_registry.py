@@ -1,23 +1,34 @@
 """The corruption registry: names, families, severity tables and batched kernels.
 
-Every corruption is declared once, by ``register``, next to its kernel. The tables are data:
-``cifar`` holds the CIFAR-C parameters (32 px, from hendrycks/robustness make_cifar_c.py) and
-``imagenet`` the ImageNet-C ones (224 px), one tuple per severity 1..5. Names and families are
-declared here, by name (never by slicing a tuple), in the canonical CIFAR-C order.
+Every corruption is declared once, by ``register``, next to its kernel in one of the kernel
+modules (noise.py, blur.py, weather.py, digital.py, color.py, geometric.py); the image filters and
+library ports those kernels share live in private modules (``_filters``, ``_zoom``, ``_cv_ports``,
+``_pil_resize``, ``_frost_textures``). Names and families are declared here, in ``FAMILIES``, by
+name and in the canonical CIFAR-C order; ``register`` looks a corruption's family up there
+(``family=`` and ``benchmark=`` may be omitted, and must agree with ``FAMILIES`` when given).
 
-Kernel contract (kernels in noise.py, blur.py, ... rely on it):
+Severity tables are data: ``cifar`` holds the CIFAR-C parameters (32 px, from hendrycks/robustness
+make_cifar_c.py) and ``imagenet`` the ImageNet-C ones (224 px), one entry per severity 1..5. An
+entry is a tuple of parameters, or a scalar (wrapped into a 1-tuple); parameters need not be
+numbers. ``interpolation=`` says, per parameter position, how image sizes between 32 and 224 px
+interpolate the two tables ("auto", "linear", "log" or "nearest"; non-numbers always use
+"nearest"; see ``corruptions._params``), and ``integer_params`` which positions are rounded to
+ints afterwards.
 
-- ``kernel(x, params, generator) -> Tensor``. ``x`` is a contiguous float32 batch (n, 3, H, W)
-  with values in [0, 1], on any device, n >= 1, H, W >= 8. It is a private copy: the kernel may
-  modify it in place and may return it.
+Kernel contract:
+
+- ``<name>_tensor(x, params, generator) -> Tensor``. ``x`` is a contiguous float32 batch
+  (n, 3, H, W) with values in [0, 1], on any device, n >= 1, H, W >= 8. It is a private copy:
+  the kernel may modify it in place and may return it.
 - ``params`` is the parameter tuple of ONE severity, already resolved for the image size by the
   profile (see ``corruptions._params``), shared by the n images. A scalar table entry such as
   ``0.04`` arrives as the 1-tuple ``(0.04,)``; integer positions (``integer_params``) arrive as
   Python ints.
 - ``generator`` is always a ``torch.Generator`` (never None: ``corrupt`` makes one). Every random
   draw comes from it, per image, made on the generator's device and then moved to ``x``'s device
-  (use the helpers ``rand``, ``randn``, ``randint``, ``uniform``, ``poisson`` below), so a CPU
-  generator gives the same output for CPU and CUDA data. Never touch the global RNG.
+  (use the helpers ``rand``, ``randn``, ``uniform``, ``normal``, ``randint``, ``poisson`` below),
+  so a CPU generator gives the same output for CPU and CUDA data. Never touch the global RNG.
+  The order of the draws is part of a kernel's output: changing it changes every seeded result.
 - It returns the corrupted batch on the same 0..1 scale and device, NOT yet clipped or
   quantised: the caller clips to [0, 1] and, for uint8 output, truncates ``x * 255`` like the
   reference's ``np.uint8`` cast. A kernel may quantise internally where the reference does
@@ -26,14 +37,6 @@ Kernel contract (kernels in noise.py, blur.py, ... rely on it):
 8-bit kernels (``register(..., uint8=True)``, for corruptions whose reference works on PIL uint8
 images: jpeg_compression, pixelate) instead receive a uint8 batch (n, 3, H, W) 0..255 (float
 input rounded to 8 bits first), which they must NOT modify in place, and return a uint8 batch.
-
-CONTRACT CHANGE (additive, 20:40): ``register`` also accepts ``interpolation=`` (one mode per
-parameter position: "auto", "linear", "log" or "nearest"; see ``corruptions._params``), scalar
-table entries (wrapped into 1-tuples) and entries that are not numbers (always "nearest").
-``family`` and ``benchmark`` may be omitted: they are looked up in ``FAMILIES`` below, and when
-given they must agree with it. Everything that worked before still works.
-CONTRACT CHANGE (additive, 21:00): kernels get a private float copy (may work in place);
-``register(uint8=True)`` declares an 8-bit kernel (above).
 """
 
 from __future__ import annotations
@@ -170,9 +173,12 @@ def _device_of(generator: torch.Generator) -> torch.device:
     return generator.device
 
 
-def rand(size: Sequence[int], generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
-    """Uniform [0, 1) float32 draws of shape ``size`` on ``device``."""
-    return torch.rand(tuple(size), generator=generator, device=_device_of(generator)).to(device)
+def rand(
+    size: Sequence[int], generator: torch.Generator, device: torch.device | str,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Uniform [0, 1) draws of shape ``size`` on ``device`` (float32 unless ``dtype`` says)."""
+    return torch.rand(tuple(size), generator=generator, device=_device_of(generator), dtype=dtype).to(device)
 
 
 def randn(size: Sequence[int], generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
@@ -181,10 +187,18 @@ def randn(size: Sequence[int], generator: torch.Generator, device: torch.device 
 
 
 def uniform(
-    low: float, high: float, size: Sequence[int], generator: torch.Generator, device: torch.device | str
+    low: float, high: float, size: Sequence[int], generator: torch.Generator, device: torch.device | str,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """Uniform [low, high) float32 draws (like ``np.random.uniform``) on ``device``."""
-    return rand(size, generator, device) * (high - low) + low
+    """Uniform [low, high) draws (like ``np.random.uniform``) on ``device``, float32 unless ``dtype``."""
+    return rand(size, generator, device, dtype) * (high - low) + low
+
+
+def normal(
+    loc: float, scale: float, size: Sequence[int], generator: torch.Generator, device: torch.device | str
+) -> torch.Tensor:
+    """Normal N(loc, scale^2) float32 draws (like ``np.random.normal``) on ``device``."""
+    return randn(size, generator, device) * scale + loc
 
 
 def randint(

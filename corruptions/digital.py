@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import io
 import warnings
-from functools import lru_cache
 
 import numpy as np
 import torch
 
+from ._pil_resize import pil_pixelate
 from ._registry import register
 
 # --------------------------------------------------------------------------------------------
@@ -68,83 +68,6 @@ def jpeg_compression_tensor(x: torch.Tensor, params: tuple, generator: torch.Gen
 # pixelate
 
 
-@lru_cache(maxsize=64)
-def _pil_box_windows(in_size: int, out_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(lo, hi, weight) per output pixel of PIL's ``Image.BOX`` downscaling along one axis.
-
-    PIL samples the box at input pixel centres, so output pixel i averages the contiguous inputs
-    lo[i] .. hi[i] - 1 with equal weights 1 / k, which it stores in 8-bit mode as the fixed-point
-    integer weight[i] = floor(0.5 + 2**22 / k) (22 precision bits).
-    """
-    scale = in_size / out_size
-    filterscale = max(scale, 1.0)
-    support = 0.5 * filterscale
-    lo, hi, weight = [], [], []
-    for i in range(out_size):
-        center = (i + 0.5) * scale
-        xmin = max(int(center - support + 0.5), 0)
-        xmax = min(int(center + support + 0.5), in_size)
-        pos = (np.arange(xmin, xmax) - center + 0.5) / filterscale
-        inside = np.flatnonzero((pos > -0.5) & (pos <= 0.5)) + xmin
-        lo.append(inside[0])
-        hi.append(inside[-1] + 1)
-        weight.append(int(0.5 + (1 << 22) / len(inside)))
-    as_tensor = lambda v: torch.tensor(v, dtype=torch.int64)  # noqa: E731
-    return as_tensor(lo), as_tensor(hi), as_tensor(weight)
-
-
-def _box_rows(u: torch.Tensor, out_size: int) -> torch.Tensor:
-    """PIL BOX downscaling of int32 pixels along dim -2, with PIL's fixed-point mean.
-
-    Window sums are built row by row: the first row of every window, then the second row of the
-    windows that have one, ... (windows hold at most ceil(in / out) + 1 rows). Rows (dim -2)
-    because gathers there copy contiguous memory; along the last dim they are several times
-    slower, so callers transpose instead.
-    """
-    in_size = u.shape[-2]
-    if in_size == out_size:
-        return u
-    lo, hi, weight = _pil_box_windows(in_size, out_size)
-    sums = u.index_select(-2, lo.to(u.device))
-    for j in range(1, int((hi - lo).max())):
-        windows = torch.nonzero(lo + j < hi).squeeze(1)
-        sums.index_add_(-2, windows.to(u.device), u.index_select(-2, (lo[windows] + j).to(u.device)))
-    # sum * weight <= 255 * 2**22 (+ rounding): fits in int32
-    return (sums.mul_(weight.to(torch.int32).to(u.device)[:, None]).add_(1 << 21)) >> 22
-
-
-def _upscale_indices(in_size: int, out_size: int, incremental: bool) -> torch.Tensor:
-    """Source index of each output pixel when PIL upscales ``in_size`` -> ``out_size``.
-
-    ``Image.BOX`` computes floor((i + 0.5) * in / out) in double precision; ``Image.NEAREST``
-    reaches the same positions by adding in / out step by step (an affine transform), whose
-    round-off sends a few exact ties (e.g. 28 -> 70 px) to the other side.
-    """
-    scale = in_size / out_size
-    i = np.arange(out_size)
-    if incremental:
-        steps = np.full(out_size, scale)
-        steps[0] = scale * 0.5
-        index = np.floor(np.cumsum(steps)).astype(np.int64)  # sequential float64 sums, like PIL
-    else:
-        index = np.floor((i + 0.5) * scale).astype(np.int64)
-    return torch.from_numpy(np.clip(index, 0, in_size - 1))
-
-
-def _pil_pixelate(u: torch.Tensor, small_h: int, small_w: int, incremental: bool) -> torch.Tensor:
-    """PIL ``resize((small_w, small_h), BOX)`` then ``resize((W, H), BOX or NEAREST)``, bit-exact.
-
-    PIL's BOX pass runs horizontally first, rounding to uint8, then vertically. The upscale only
-    copies pixels, so it commutes with the other axis' pass: horizontal down + up run on the
-    transposed image (as row operations), then vertical down + up.
-    """
-    height, width = u.shape[-2:]
-    t = _box_rows(u.transpose(-1, -2).contiguous(), small_w)
-    t = t.index_select(-2, _upscale_indices(small_w, width, incremental).to(u.device))
-    v = _box_rows(t.transpose(-1, -2).contiguous(), small_h)
-    return v.index_select(-2, _upscale_indices(small_h, height, incremental).to(u.device))
-
-
 @register(
     "pixelate",
     # (scale factor, upscaling filter: 0 = PIL BOX as make_cifar_c.py, 1 = PIL NEAREST as ImageNet-C)
@@ -163,4 +86,4 @@ def pixelate_tensor(x: torch.Tensor, params: tuple, generator: torch.Generator) 
     c, nearest = params
     height, width = x.shape[-2:]
     small_h, small_w = max(int(height * c), 1), max(int(width * c), 1)
-    return _pil_pixelate(x.to(torch.int32), small_h, small_w, bool(nearest)).to(torch.uint8)
+    return pil_pixelate(x.to(torch.int32), small_h, small_w, bool(nearest)).to(torch.uint8)

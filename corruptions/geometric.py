@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._registry import register
-from .blur import _gaussian, _uniform
+from ._filters import gaussian
+from ._registry import register, uniform
 
 _S = 32  # the CIFAR script's IMSIZE
 _I = 244  # the ImageNet script's constant ("244 should have been 224")
@@ -50,7 +50,7 @@ def _elastic_apply(x, params, jitter, ux, uy) -> torch.Tensor:
     # 2) smoothed random displacement (skimage gaussian, mode 'reflect', truncate 3) * alpha,
     # 3) sampled like scipy map_coordinates(order=1, mode='reflect'): grid_sample reflection with
     #    corners not aligned, where pixel x maps to (2 x + 1) / W - 1.
-    d = _gaussian(torch.stack([ux, uy], -3).to(x.dtype), float(sigma), "symmetric", 3.0)
+    d = gaussian(torch.stack([ux, uy], -3).to(x.dtype), float(sigma), "symmetric", 3.0)
     scale = torch.tensor([2.0 * alpha / w, 2.0 * alpha / h], dtype=x.dtype, device=x.device)
     u = (2 * torch.arange(w, dtype=x.dtype, device=x.device) + 1) / w - 1
     v = (2 * torch.arange(h, dtype=x.dtype, device=x.device) + 1) / h - 1
@@ -66,7 +66,7 @@ def _elastic_apply(x, params, jitter, ux, uy) -> torch.Tensor:
     imagenet=[(_I * 2, _I * 0.7, _I * 0.1), (_I * 2, _I * 0.08, _I * 0.2), (_I * 0.05, _I * 0.01, _I * 0.02),
               (_I * 0.07, _I * 0.01, _I * 0.02), (_I * 0.12, _I * 0.01, _I * 0.02)],
 )
-def elastic_transform(x: torch.Tensor, params: tuple, generator=None) -> torch.Tensor:
+def elastic_transform_tensor(x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
     """Random affine warp, then a Gaussian-smoothed random displacement field.
 
     (alpha, sigma, affine jitter), all in pixels (the CIFAR script's 32 x (...), the ImageNet
@@ -76,7 +76,7 @@ def elastic_transform(x: torch.Tensor, params: tuple, generator=None) -> torch.T
     mode 'reflect'). Both resamplings are grid_sample calls.
     """
     n, _, h, w = x.shape
-    jitter = _uniform(generator, (n, 3, 2), -params[2], params[2], x.device, torch.float64)
-    ux = _uniform(generator, (n, h, w), -1.0, 1.0, x.device)
-    uy = _uniform(generator, (n, h, w), -1.0, 1.0, x.device)
+    jitter = uniform(-params[2], params[2], (n, 3, 2), generator, x.device, torch.float64)
+    ux = uniform(-1.0, 1.0, (n, h, w), generator, x.device)
+    uy = uniform(-1.0, 1.0, (n, h, w), generator, x.device)
     return _elastic_apply(x, params, jitter, ux, uy)

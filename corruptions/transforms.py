@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._registry import rand, randint
 from ._vocabulary import parse_severities, resolve_names
 from .api import _torch_generator, corrupt
 
@@ -78,11 +79,10 @@ class RandomCorruption(nn.Module):
         gen = _torch_generator(self.generator, torch.device("cpu"))
         batched = isinstance(image, torch.Tensor) and image.ndim == 4
         n = image.shape[0] if batched else 1
-        dev = gen.device
-        which = torch.randint(len(self.names), (n,), generator=gen, device=dev).cpu()
-        pick = torch.randint(len(self.severities), (n,), generator=gen, device=dev).cpu()
+        which = randint(0, len(self.names), (n,), gen, "cpu")
+        pick = randint(0, len(self.severities), (n,), gen, "cpu")
         sev = torch.tensor(self.severities)[pick]
-        apply = torch.rand(n, generator=gen, device=dev).cpu() < self.p
+        apply = rand((n,), gen, "cpu") < self.p
         if not batched:
             if not bool(apply[0]):
                 return image

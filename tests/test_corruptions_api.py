@@ -81,6 +81,18 @@ def test_every_corruption_is_registered_with_five_severities():
         assert len(spec.cifar) == len(spec.imagenet) == 5
 
 
+def test_every_kernel_has_the_one_registry_signature():
+    """kernel(x, params, generator) named <name>_tensor (torchvision style), no optional generator."""
+    import inspect
+
+    for name in ALL_NAMES:
+        kernel = get_spec(name).kernel
+        assert kernel.__name__ == f"{name}_tensor"
+        parameters = list(inspect.signature(kernel).parameters.values())
+        assert [p.name for p in parameters] == ["x", "params", "generator"], name
+        assert all(p.default is inspect.Parameter.empty for p in parameters), name
+
+
 def test_get_corruption_names_returns_a_fresh_list():
     names = get_corruption_names("all")
     names.clear()

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import corruptions
-from corruptions import blur, geometric, weather
+from corruptions import _cv_ports, _filters, _frost_textures, _zoom, blur, geometric, weather
 from corruptions._registry import get_spec
 
 scipy_ndimage = pytest.importorskip("scipy.ndimage")
@@ -76,7 +76,7 @@ def _run(name: str, x: torch.Tensor, severity: int, seed: int = 0) -> torch.Tens
 @pytest.mark.parametrize("severity,matrix", [(1, True), (3, True), (5, True), (5, False)])
 def test_gaussian_blur_matches_scipy(severity, matrix, monkeypatch):
     if not matrix:  # the depthwise-conv path used for axes longer than 512 px
-        monkeypatch.setattr(blur, "_MATRIX_MAX_SIZE", 0)
+        monkeypatch.setattr(_filters, "_MATRIX_MAX_SIZE", 0)
     imgs = _images(3)
     sigma = get_spec("gaussian_blur").cifar[severity - 1][0]
     ref = [scipy_ndimage.gaussian_filter(im / 255.0, sigma=(sigma, sigma, 0), mode="nearest", truncate=4.0)
@@ -117,7 +117,7 @@ def test_defocus_disk_against_opencv():
         d = np.array((xx**2 + yy**2) <= radius**2, dtype=np.float32)
         d /= d.sum()
         ref = cv2.GaussianBlur(d, ksize=(3, 3) if radius <= 8 else (5, 5), sigmaX=alias)
-        mine = blur._disk_kernel(float(radius), float(alias))
+        mine = _filters.disk_kernel(float(radius), float(alias))
         c, kh, kw = ref.shape[0] // 2, mine.shape[0] // 2, mine.shape[1] // 2
         np.testing.assert_allclose(mine, ref[c - kh:c + kh + 1, c - kw:c + kw + 1], atol=1e-7)
         assert ref.sum() == pytest.approx(mine.sum(), abs=1e-6)  # trimming dropped nothing
@@ -136,7 +136,7 @@ def _ref_clipped_zoom(img: np.ndarray, z: float) -> np.ndarray:
 @pytest.mark.parametrize("size,sparse", [(32, True), (40, True), (40, False)])
 def test_zoom_blur_matches_reference(severity, size, sparse, monkeypatch):
     if not sparse:  # the per-factor path used above 256 x 256 pixels
-        monkeypatch.setattr(blur, "_ZOOM_SPARSE_MAX_PIXELS", 0)
+        monkeypatch.setattr(_zoom, "_ZOOM_SPARSE_MAX_PIXELS", 0)
     imgs = _images(2, size, size)
     end, step = get_spec("zoom_blur").cifar[severity - 1]
     factors = np.arange(1, end, step)
@@ -258,9 +258,9 @@ def test_frost_matches_reference_given_draws(severity):
     params = get_spec("frost").cifar[severity - 1]
     idx, top, left = torch.tensor([0, 3, 4]), torch.tensor([5, 0, 30]), torch.tensor([7, 60, 2])
     got = _to_uint8(weather._frost_apply(_to_tensor(imgs), params, idx, top, left))
-    folder = weather._frost_dir()
+    folder = _frost_textures.frost_dir()
     for i in range(3):
-        tex = cv2.imread(str(folder / weather._FROST_FILES[int(idx[i])]))
+        tex = cv2.imread(str(folder / _frost_textures.FROST_FILES[int(idx[i])]))
         tex = cv2.resize(tex, (0, 0), fx=0.2, fy=0.2)
         crop = tex[int(top[i]):int(top[i]) + 32, int(left[i]):int(left[i]) + 32][..., [2, 1, 0]]
         ref = np.uint8(np.clip(params[0] * imgs[i] + params[1] * crop, 0, 255))
@@ -269,7 +269,7 @@ def test_frost_matches_reference_given_draws(severity):
 
 def test_frost_crops_stay_inside_the_texture():
     n = 200
-    _, sizes = weather._frost_bank(0.2, 32, 32, "cpu")
+    _, sizes = _frost_textures.frost_bank(0.2, 32, 32, "cpu")
     idx, top, left = weather._frost_draws(n, 32, 32, sizes, torch.Generator().manual_seed(0), "cpu")
     assert set(idx.tolist()) == {0, 1, 2, 3, 4}  # randint(5): frost6 never used
     assert bool((top >= 0).all() and (top + 32 < sizes[idx, 0]).all())
@@ -312,7 +312,7 @@ def test_motion_blur_matches_line_kernel_reference():
     imgs = _images(2)
     x = _to_tensor(imgs)
     angles = torch.tensor([-37.0, 12.5], dtype=torch.float64)
-    got = blur._line_blur(x * 255, 9, 2.5, angles)
+    got = _filters.line_blur(x * 255, 9, 2.5, angles)
     for i in range(2):  # imagecorruptions' _motion_blur, written out (pixels 0..255)
         width = 19
         k = np.exp(-np.arange(width) ** 2 / (2 * 2.5**2))
@@ -334,7 +334,7 @@ def test_line_kernel_matches_imagecorruptions():
     imgs = _images(2, 32, 40)
     for angle, (radius, sigma) in [(-37.0, (9, 2.5)), (12.5, (6, 1.0)), (-100.0, (14, 12.0))]:
         angles = torch.tensor([angle, angle], dtype=torch.float64)
-        got = blur._line_blur(_to_tensor(imgs) * 255, radius, sigma, angles)
+        got = _filters.line_blur(_to_tensor(imgs) * 255, radius, sigma, angles)
         for i in range(2):
             ref = ic._motion_blur(imgs[i].astype(np.float64), radius=radius, sigma=sigma, angle=angle)
             np.testing.assert_allclose(got[i].permute(1, 2, 0).numpy(), ref, atol=2e-3)
@@ -342,7 +342,11 @@ def test_line_kernel_matches_imagecorruptions():
 
 @pytest.mark.parametrize("severity", [1, 5])
 def test_snow_matches_reference_given_draws(severity):
-    """make_cifar_c.snow with imagecorruptions' line kernel in place of ImageMagick's blur."""
+    """make_cifar_c.snow with imagecorruptions' line kernel in place of ImageMagick's blur.
+
+    The blurred layer is truncated to 8 bits as ImageMagick's 8-bit output is (imagecorruptions'
+    port rounds it instead, one grey level brighter on 2-29% of the layer's pixels).
+    """
     ic = _imagecorruptions()
     cv2 = pytest.importorskip("cv2")
     imgs = _images(3)
@@ -357,21 +361,39 @@ def test_snow_matches_reference_given_draws(severity):
         layer[layer < c[3]] = 0
         layer = (np.clip(layer.squeeze(), 0, 1) * 255).astype(np.uint8) / 255.0
         layer = ic._motion_blur(layer, radius=c[4], sigma=c[5], angle=float(angle[i]))
-        layer = (np.round(layer * 255).astype(np.uint8) / 255.0)[..., None]
+        layer = (np.floor(layer * 255 + 1e-4).astype(np.uint8) / 255.0)[..., None]
         gray = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)[..., None]
         x = c[6] * x + (1 - c[6]) * np.maximum(x, gray * 1.5 + 0.5)
         ref = _ref_uint8(x + layer + np.rot90(layer, k=2))
         assert _maxdiff(got[i], ref) <= 1
 
 
+def test_snow_layer_is_truncated_to_8_bits_not_rounded():
+    """A blurred layer value of k + 2/3 grey levels becomes k, as in ImageMagick's 8-bit output.
+
+    Radius 1 with a huge sigma makes the line kernel a 3-tap mean along the streak; at -90
+    degrees the taps are rows y, y - 1, y - 2. Rows cycling through grey levels 100, 101, 101
+    give 302 / 3 = 100.67 on every row two or more from the edges, in the layer and in its
+    180-degree rotation alike: 100 + 100 on a black image (rounding would give 101 + 101).
+    """
+    h = w = 12
+    levels = torch.tensor([100.0, 101.0, 101.0]).repeat(h // 3)[:, None].expand(h, w)
+    noise = ((levels + 0.5) / 255).reshape(1, 1, h, w)  # exactly k after the first 8-bit cast
+    params = (0.0, 0.0, 1.0, 0.0, 1, 1e6, 1.0)  # zoom 1 (identity), threshold 0, blend 1
+    x = torch.zeros(1, 3, h, w)
+    out = weather._snow_apply(x, params, noise, torch.tensor([-90.0], dtype=torch.float64)) * 255
+    interior = out[..., 2:h - 2, :]
+    assert torch.allclose(interior, torch.full_like(interior, 200.0), atol=1e-3), interior[0, 0, :, 0]
+
+
 def test_spatter_opencv_steps_match_opencv():
     cv2 = pytest.importorskip("cv2")
     g = torch.Generator().manual_seed(0)
-    liquid = blur._gaussian(0.65 + 0.3 * torch.randn(6, 1, 32, 32, generator=g), 1.0)
+    liquid = _filters.gaussian(0.65 + 0.3 * torch.randn(6, 1, 32, 32, generator=g), 1.0)
     liquid = torch.where(liquid < 0.69, torch.zeros_like(liquid), liquid)
     layer = torch.floor(liquid.clamp(0, 1) * 255)
-    edges = weather._canny(layer)
-    dist = weather._distance_to_edges(edges, 20.0)
+    edges = _cv_ports.canny(layer)
+    dist = _cv_ports.distance_to_edges(edges, 20.0)
     mismatched_edges = 0
     for i in range(6):
         img = layer[i, 0].numpy().astype(np.uint8)
@@ -379,11 +401,11 @@ def test_spatter_opencv_steps_match_opencv():
         mismatched_edges += int((ref_edges != edges[i, 0].numpy()).sum())
         ref_dist = cv2.distanceTransform(255 - (ref_edges * 255).astype(np.uint8), cv2.DIST_L2, 5)
         _, ref_dist = cv2.threshold(ref_dist, 20, 20, cv2.THRESH_TRUNC)
-        mine = weather._distance_to_edges(torch.from_numpy(ref_edges)[None, None], 20.0)[0, 0].numpy()
+        mine = _cv_ports.distance_to_edges(torch.from_numpy(ref_edges)[None, None], 20.0)[0, 0].numpy()
         np.testing.assert_allclose(mine, ref_dist, atol=1e-3)
-        blurred = np.floor(weather._box3(torch.from_numpy(ref_dist)[None, None])[0, 0].numpy())
+        blurred = np.floor(_cv_ports.box3(torch.from_numpy(ref_dist)[None, None])[0, 0].numpy())
         ref_eq = cv2.equalizeHist(cv2.blur(ref_dist, (3, 3)).astype(np.uint8))
-        mine_eq = weather._equalize_hist(torch.from_numpy(blurred)[None, None])[0, 0].numpy()
+        mine_eq = _cv_ports.equalize_hist(torch.from_numpy(blurred)[None, None])[0, 0].numpy()
         np.testing.assert_array_equal(mine_eq, ref_eq)
     assert mismatched_edges <= 6 * 32 * 32 * 0.002  # Canny: at most 0.2 % of pixels differ
     assert dist.shape == layer.shape
@@ -418,7 +440,7 @@ def test_spatter_matches_reference_given_draws(severity):
     imgs = _images(16)
     c = get_spec("spatter").cifar[severity - 1]
     noise = torch.randn(16, 1, 32, 32, generator=torch.Generator().manual_seed(severity)) * c[1] + c[0]
-    liquid = blur._gaussian(noise.double(), c[2]).float()
+    liquid = _filters.gaussian(noise.double(), c[2]).float()
     got = _to_uint8(weather._spatter_apply(_to_tensor(imgs), c, liquid))
     worst = 0
     for i in range(16):  # severity 3 includes drops above 1.0, which wrap in the uint8 cast
@@ -521,7 +543,7 @@ def test_statistics_close_to_imagecorruptions_at_224(name):
                 np.random.seed(100 * s + i)
                 ref.append(np.uint8(ic.frost(Image.fromarray(im), s)))
             ref = np.stack(ref)
-            _, sizes = weather._frost_bank(1.0, 224, 224, "cpu")
+            _, sizes = _frost_textures.frost_bank(1.0, 224, 224, "cpu")
             idx, top, left = weather._frost_draws(n, 224, 224, sizes, g, "cpu", idx=torch.tensor(idx))
             got = _to_uint8(weather._frost_apply(_to_tensor(imgs), spec.imagenet[s - 1], idx, top, left))
         else:
