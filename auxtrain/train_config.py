@@ -26,9 +26,8 @@ MODES: tuple[str, ...] = get_args(Mode)
 
 # The authors' CIFAR recipe.
 _RECIPE = {"epochs": 210, "batch_size": 128, "lr": 0.1, "schedule": "step", "warmup_epochs": 0}
-# Per-dataset defaults for the fields left at None. Shapes is sized for the quick start on a CPU: resnet20
-# needs about 5 epochs of 5,000 shapes before it leaves chance level, so fewer steps would teach nothing
-# (10 epochs on 4,000 reached 37% clean accuracy, 12 on 5,000 about 80%).
+# Per-dataset defaults for the fields left at None. Shapes is sized for the quick start on a CPU: the
+# smallest budget at which resnet20 learns the task well (benchmarks/results/ablations_shapes.md).
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "shapes": {"model": "resnet20", "epochs": 12, "batch_size": 128, "lr": 0.1, "schedule": "cosine",
                "warmup_epochs": 1, "train_size": 5000, "test_size": 1000, "eval_size": 300},
