@@ -2,9 +2,9 @@
 
 * :func:`corruption_errors` streams a -C set (CIFAR-C ``.npy`` files, memory-mapped, or an
   ImageNet-C style folder tree) through a model and returns the error table.
-* :func:`mce` turns an error table into the summary numbers: unnormalised mCE (the CIFAR convention
-  of AugMix and RobustBench), family / extra / all-19 means, clean error, and, against a baseline's
-  table, the normalised and relative mCE of ImageNet-C.
+* :func:`mce` (from :mod:`auxtrain.metrics`) turns an error table into the summary numbers:
+  unnormalised mCE (the CIFAR convention of AugMix and RobustBench), family / extra / all-19
+  means, clean error, and, against a baseline's table, the normalised and relative mCE of ImageNet-C.
 * :func:`write_report` (from :mod:`auxtrain.report`) writes the CSV / JSON / Markdown / PNG report.
 * :func:`generate_corrupted_testset` builds a cached -C set from any clean test set.
 
@@ -20,7 +20,6 @@ Example::
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -32,11 +31,11 @@ import torch
 from torch import nn
 
 from auxtrain.data.corrupted import CLEAN_FILE, NpyCorruptedSet, open_corrupted
+from auxtrain.metrics import mce as mce
 from auxtrain.report import read_errors as read_errors
 from auxtrain.report import write_report as write_report
 
 COLUMNS = ("corruption", "severity", "error", "n")
-FAMILIES = ("noise", "blur", "weather", "digital", "extra")
 Clean = tuple[Any, Any] | str | os.PathLike
 
 
@@ -261,94 +260,6 @@ def corruption_errors(
     errors.attrs["missing"] = list(data.missing)
     errors.attrs["root"] = str(root)
     return errors
-
-
-def _family_of() -> dict[str, str]:
-    from corruptions import get_corruption_names
-
-    return {n: fam for fam in FAMILIES for n in get_corruption_names(fam)}
-
-
-def _mean(values: Iterable[float]) -> float:
-    values = [float(v) for v in values]
-    return float(np.mean(values)) if values else math.nan
-
-
-def _check_errors(errors: pd.DataFrame, what: str) -> pd.DataFrame:
-    if not isinstance(errors, pd.DataFrame) or not {"corruption", "severity", "error"} <= set(errors.columns):
-        raise ValueError(f"{what} must be a DataFrame with columns corruption, severity, error (as returned "
-                         f"by corruption_errors or read_errors), got {type(errors).__name__}")
-    dup = errors.duplicated(["corruption", "severity"])
-    if dup.any():
-        pairs = errors[dup][["corruption", "severity"]].values.tolist()
-        raise ValueError(f"{what} has duplicate rows for {pairs}; keep one row per (corruption, severity)")
-    return errors
-
-
-def mce(errors: pd.DataFrame, baseline: pd.DataFrame | None = None,
-        seen: Sequence[str] | None = None) -> dict[str, Any]:
-    """Summary of an error table (all values in percent; NaN where the inputs lack the rows).
-
-    Keys: ``mce`` (mean E(c, s) over the 15 benchmark corruptions and the severities present),
-    ``mean_extra`` (the 4 extra), ``mean_all`` (every corruption row), ``families`` (family -> mean),
-    ``severity_means`` (severity -> mean over corruptions), ``clean_error``, ``complete`` (all 15 x 5
-    present), ``missing`` (of the 19 names, those without rows). With ``baseline`` (another model's
-    table): ``ce`` (corruption -> 100 * sum_s E / sum_s E_base), ``normalized_mce`` (mean CE over the
-    benchmark corruptions), ``relative_ce`` and ``relative_mce`` (errors minus clean error, needs
-    both clean rows), over the (corruption, severity) pairs both tables hold. With ``seen`` (the
-    corruptions trained on): ``seen`` (those present), ``seen_mean`` and ``unseen_mean``.
-    """
-    from corruptions import get_corruption_names
-
-    errors = _check_errors(errors, "errors")
-    common, extra = get_corruption_names("common"), get_corruption_names("extra")
-    family_of = _family_of()
-    is_clean = errors["corruption"] == "clean"
-    corrupt = errors[~is_clean]
-    cell = {(r.corruption, int(r.severity)): float(r.error) for r in corrupt.itertuples()}
-    present = set(corrupt["corruption"])
-    out: dict[str, Any] = {
-        "mce": _mean(e for (c, _), e in cell.items() if c in common),
-        "mean_extra": _mean(e for (c, _), e in cell.items() if c in extra),
-        "mean_all": _mean(cell.values()),
-        "families": {f: _mean(e for (c, _), e in cell.items() if family_of.get(c) == f)
-                     for f in FAMILIES if any(family_of.get(c) == f for c in present)},
-        "severity_means": {s: _mean(e for (_, t), e in cell.items() if t == s)
-                           for s in sorted({s for _, s in cell})},
-        "clean_error": float(errors.loc[is_clean, "error"].iloc[0]) if is_clean.any() else math.nan,
-        "complete": all((c, s) in cell for c in common for s in range(1, 6)),
-        "missing": [c for c in common + extra if c not in present],
-    }
-    if baseline is not None:
-        base = _check_errors(baseline, "baseline")
-        bcell = {(r.corruption, int(r.severity)): float(r.error)
-                 for r in base.itertuples() if r.corruption != "clean"}
-        bclean = base.loc[base["corruption"] == "clean", "error"]
-        ce, rel = {}, {}
-        for c in sorted({c for c, _ in cell} & {c for c, _ in bcell}, key=lambda c: (c not in family_of, c)):
-            keys = [k for k in cell if k[0] == c and k in bcell]
-            denom = sum(bcell[k] for k in keys)
-            ce[c] = 100.0 * sum(cell[k] for k in keys) / denom if denom > 0 else math.nan
-            if is_clean.any() and len(bclean):
-                rdenom = sum(bcell[k] - float(bclean.iloc[0]) for k in keys)
-                rnum = sum(cell[k] - out["clean_error"] for k in keys)
-                rel[c] = 100.0 * rnum / rdenom if rdenom != 0 else math.nan
-        out["ce"] = ce
-        out["normalized_mce"] = _mean(v for c, v in ce.items() if c in common)
-        out["relative_ce"] = rel
-        out["relative_mce"] = _mean(v for c, v in rel.items() if c in common)
-    if seen is not None:
-        seen_set = set(seen)
-        out["seen"] = [c for c in _names_in_order(present) if c in seen_set]
-        out["seen_mean"] = _mean(e for (c, _), e in cell.items() if c in seen_set)
-        out["unseen_mean"] = _mean(e for (c, _), e in cell.items() if c not in seen_set)
-    return out
-
-
-def _names_in_order(names: Iterable[str]) -> list[str]:
-    from corruptions import canonical_order
-
-    return canonical_order(names)
 
 
 def seen_corruptions(meta: dict[str, Any]) -> list[str] | None:

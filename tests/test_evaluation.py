@@ -1,4 +1,6 @@
-"""auxtrain.evaluation / auxtrain.report / auxtrain.data.corrupted and `auxtrain eval`, on tiny fixtures.
+"""auxtrain.evaluation (the runner), auxtrain.data.corrupted (the -C readers) and `auxtrain eval`.
+
+The metrics are tested in test_metrics.py and the report files in test_report.py.
 
 The fixture -C sets hold solid-colour images and the model predicts the dominant channel
 (red 0, green 1, blue 2), so the exact error of every (corruption, severity) block is known.
@@ -7,7 +9,6 @@ The fixture -C sets hold solid-colour images and the model predicts the dominant
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pandas as pd
@@ -202,87 +203,7 @@ def test_imagenet_c_style_folders(tmp_path):
     assert errors.iloc[0]["error"] == pytest.approx(100 / 6)
 
 
-# ---- mce --------------------------------------------------------------------------------------------
-
-def _table(rows):
-    return pd.DataFrame(rows, columns=["corruption", "severity", "error"])
-
-
-MODEL = _table([("clean", 0, 10), ("gaussian_noise", 1, 20), ("gaussian_noise", 2, 30), ("fog", 1, 40),
-                ("fog", 2, 50), ("saturate", 1, 60)])
-BASE = _table([("clean", 0, 20), ("gaussian_noise", 1, 40), ("gaussian_noise", 2, 40), ("fog", 1, 50),
-               ("fog", 2, 70), ("saturate", 1, 80)])
-
-
-def test_mce_matches_a_hand_computation():
-    out = evaluation.mce(MODEL, baseline=BASE, seen=["fog"])
-    assert out["mce"] == pytest.approx((20 + 30 + 40 + 50) / 4)          # benchmark corruptions only
-    assert out["mean_extra"] == pytest.approx(60)
-    assert out["mean_all"] == pytest.approx((20 + 30 + 40 + 50 + 60) / 5)
-    assert out["families"] == pytest.approx({"noise": 25, "weather": 45, "extra": 60})
-    assert out["severity_means"] == pytest.approx({1: 40, 2: 40})
-    assert out["clean_error"] == 10 and out["complete"] is False
-    assert "shot_noise" in out["missing"] and "fog" not in out["missing"]
-    # normalised CE: sum_s E / sum_s E_base
-    assert out["ce"] == pytest.approx({"gaussian_noise": 100 * 50 / 80, "fog": 100 * 90 / 120,
-                                       "saturate": 100 * 60 / 80})
-    assert out["normalized_mce"] == pytest.approx((62.5 + 75) / 2)       # over benchmark corruptions
-    # relative CE: sum_s (E - E_clean) / sum_s (E_base - E_base_clean)
-    assert out["relative_ce"]["gaussian_noise"] == pytest.approx(100 * (10 + 20) / (20 + 20))
-    assert out["relative_ce"]["fog"] == pytest.approx(100 * (30 + 40) / (30 + 50))
-    assert out["relative_mce"] == pytest.approx((75 + 87.5) / 2)
-    assert out["seen"] == ["fog"] and out["seen_mean"] == pytest.approx(45)
-    assert out["unseen_mean"] == pytest.approx((20 + 30 + 60) / 3)
-
-
-def test_mce_partial_baseline_uses_common_cells_and_nan_without_clean():
-    out = evaluation.mce(MODEL[MODEL.corruption != "clean"], baseline=BASE[~((BASE.corruption == "fog") &
-                                                                             (BASE.severity == 2))])
-    assert out["ce"]["fog"] == pytest.approx(100 * 40 / 50)             # only severity 1 in both
-    assert math.isnan(out["clean_error"]) and math.isnan(out["relative_mce"])
-    assert "seen_mean" not in out
-
-
-def test_mce_complete_benchmark():
-    from corruptions import get_corruption_names
-
-    names = get_corruption_names("common")
-    table = _table([(c, s, 10 * i + s) for i, c in enumerate(names) for s in range(1, 6)])
-    out = evaluation.mce(table)
-    assert out["complete"] is True and out["missing"] == get_corruption_names("extra")
-    assert out["mce"] == pytest.approx(np.mean([10 * i + s for i in range(15) for s in range(1, 6)]))
-    assert math.isnan(out["mean_extra"])
-    assert evaluation.mce(table.iloc[:-1])["complete"] is False
-    with pytest.raises(ValueError, match="duplicate"):
-        evaluation.mce(pd.concat([table, table.iloc[:1]]))
-
-
-# ---- reports and the CLI ----------------------------------------------------------------------------
-
-def test_write_report_files_and_baseline_from_disk(tmp_path):
-    base_dir = tmp_path / "base"
-    evaluation.write_report(BASE, base_dir)
-    summary = evaluation.write_report(MODEL, tmp_path / "rep", baseline=base_dir, seen=["fog"], title="T")
-    for name in ("errors.csv", "accuracy.csv", "report.csv", "summary.json", "report.md", "report.png"):
-        assert (tmp_path / "rep" / name).is_file(), name
-    on_disk = json.loads((tmp_path / "rep" / "summary.json").read_text())
-    assert on_disk["normalized_mce"] == pytest.approx(summary["normalized_mce"]) == pytest.approx(68.75)
-    assert on_disk["mean_extra"] == 60 and on_disk["title"] == "T"
-    acc = pd.read_csv(tmp_path / "rep" / "accuracy.csv")
-    assert acc["accuracy"].tolist() == pytest.approx((100 - MODEL["error"]).tolist())
-    md = (tmp_path / "rep" / "report.md").read_text()
-    assert "| fog | weather | 40.00 | 50.00 |" in md and "68.75" in md
-    assert not list((tmp_path / "rep").glob("*.tmp"))
-
-
-def test_write_report_without_matplotlib_skips_the_png(tmp_path, monkeypatch):
-    import sys
-
-    monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
-    with pytest.warns(UserWarning, match="matplotlib"):
-        evaluation.write_report(MODEL, tmp_path)
-    assert (tmp_path / "report.md").is_file() and not (tmp_path / "report.png").exists()
-
+# ---- the CLI -----------------------------------------------------------------------------------------
 
 def _export(path, **meta):
     _register_colour_model()
