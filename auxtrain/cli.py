@@ -256,6 +256,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from auxtrain import evaluation
+    from auxtrain.distributed import resolve_device
     from auxtrain.export import load_model
     from auxtrain.report import read_errors, summary_table
 
@@ -270,7 +271,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {out} is a file; pass a folder")
         baseline = read_errors(args.baseline) if args.baseline else None  # fail before the long part
-        device = evaluation.resolve_device(args.device)
+        device = resolve_device(args.device)
         model = load_model(args.checkpoint, device=device)
         clean = args.clean_root
         root = args.data_root

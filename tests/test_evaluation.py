@@ -175,17 +175,47 @@ def test_bad_c_sets_raise_errors_naming_the_file(cdir, damage, message):
         evaluation.corruption_errors(ColourModel(), cdir, progress=False)
 
 
+def test_accuracy_of_numpy_and_tensor_images():
+    images = _images(LABELS, 2)  # 2 of 6 wrong
+    assert evaluation.accuracy(ColourModel(), images, LABELS, batch_size=4) == pytest.approx(100 * 4 / 6)
+    chw = torch.from_numpy(images).permute(0, 3, 1, 2)
+    assert evaluation.accuracy(ColourModel(), chw, torch.tensor(LABELS)) == pytest.approx(100 * 4 / 6)
+    with pytest.raises(ValueError, match="labels have shape"):
+        evaluation.accuracy(ColourModel(), images, LABELS[:5])
+
+
+def test_only_one_block_is_mapped_at_a_time(cdir, monkeypatch):
+    """Reading moves block by block and unmaps each before the next: memory stays flat."""
+    live, most = set(), []
+    real_map, real_release = corrupted.NpyBlock._map, corrupted.NpyBlock.release
+
+    def mapping(self):
+        live.add(id(self))
+        most.append(len(live))
+        return real_map(self)
+
+    def release(self):
+        live.discard(id(self))
+        real_release(self)
+
+    monkeypatch.setattr(corrupted.NpyBlock, "_map", mapping)
+    monkeypatch.setattr(corrupted.NpyBlock, "release", release)
+    np.save(cdir / "clean.npy", _images(LABELS, 1))
+    evaluation.corruption_errors(ColourModel(), cdir, batch_size=4, progress=False)
+    assert most and max(most) == 1 and not live
+
+
 def test_clean_labels_must_match_the_c_set(cdir):
     with pytest.raises(ValueError, match="clean labels differ"):
         evaluation.corruption_errors(ColourModel(), cdir, clean=(_images(LABELS, 0), LABELS[::-1].copy()),
                                      progress=False)
 
 
-def test_imagenet_c_style_folders(tmp_path):
+def make_folder_c(root, clean):
+    """An ImageNet-C style tree (2 corruptions x 2 severities) and a clean folder; the expected errors."""
     from PIL import Image
 
-    root, classes = tmp_path / "IN-C", ["n01", "n02", "n03"]
-    expected = {}
+    classes, expected = ["n01", "n02", "n03"], {}
     for ci, name in enumerate(["gaussian_noise", "fog"]):
         for s in (1, 2):
             images = _images(LABELS, _wrong(ci, s))
@@ -194,13 +224,113 @@ def test_imagenet_c_style_folders(tmp_path):
                 folder.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(img).save(folder / f"{i}.png")
             expected[name, s] = 100.0 * _wrong(ci, s) / N
-    clean = tmp_path / "val"
     for i, (img, label) in enumerate(zip(_images(LABELS, 1), LABELS, strict=True)):
         (clean / classes[label]).mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(clean / classes[label] / f"{i}.png")
+    return expected
+
+
+def test_imagenet_c_style_folders(tmp_path):
+    root, clean = tmp_path / "IN-C", tmp_path / "val"
+    expected = make_folder_c(root, clean)
     errors = evaluation.corruption_errors(ColourModel(), root, batch_size=4, clean=clean, progress=False)
     assert _cells(errors) == pytest.approx(expected)
     assert errors.iloc[0]["error"] == pytest.approx(100 / 6)
+
+
+# ---- the readers as Datasets ------------------------------------------------------------------------
+
+def test_npy_reader_exposes_each_block_as_a_dataset(cdir):
+    import pickle
+
+    from torch.utils.data import DataLoader, Dataset
+
+    data = corrupted.open_corrupted(cdir)
+    block = data.subset("fog", 3)
+    assert isinstance(block, Dataset) and len(block) == N
+    image, label = block[1]
+    assert image.dtype == torch.uint8 and image.shape == (3, SIZE, SIZE) and label == LABELS[1]
+    expected = torch.from_numpy(_images(LABELS, _wrong(NAMES.index("fog"), 3))).permute(0, 3, 1, 2)
+    images, labels = next(iter(DataLoader(block, batch_size=N)))
+    assert torch.equal(images, expected) and labels.tolist() == LABELS.tolist()
+    assert torch.equal(torch.stack([block[i][0] for i in (4, 0)]), expected[[4, 0]])  # any order
+    assert len(pickle.dumps(block)) < 2000  # the memory map is not pickled to DataLoader workers
+
+
+def test_folder_reader_exposes_each_block_as_a_dataset_and_decodes_in_workers(tmp_path):
+    root, clean = tmp_path / "IN-C", tmp_path / "val"
+    expected = make_folder_c(root, clean)
+    data = corrupted.open_corrupted(root)
+    image, label = data.subset("fog", 2)[0]
+    assert image.dtype == torch.uint8 and image.shape == (3, SIZE, SIZE) and label == LABELS[0]
+    assert len(data.subset("fog", 5)) == 0  # an absent severity folder is an empty set
+    errors = evaluation.corruption_errors(ColourModel(), root, batch_size=4, clean=clean, workers=1,
+                                          progress=False)
+    assert _cells(errors) == pytest.approx(expected) and errors.iloc[0]["error"] == pytest.approx(100 / 6)
+
+
+def test_corruption_typos_are_errors_naming_the_flag_and_custom_files_are_accepted(cdir):
+    with pytest.raises(ValueError, match="--corruptions='fogg' is neither a corruption nor a subset"):
+        evaluation.corruption_errors(ColourModel(), cdir, corruptions="fog,fogg", progress=False)
+    with pytest.raises(ValueError, match="--eval-corruptions='fogg'"):
+        evaluation.corruption_errors(ColourModel(), cdir, corruptions="fogg", progress=False,
+                                     flags={"corruptions": "--eval-corruptions"})
+    with pytest.raises(ValueError, match="--severities='0-2'"):
+        evaluation.corruption_errors(ColourModel(), cdir, severities="0-2", progress=False)
+    (cdir / "my_corruption.npy").write_bytes((cdir / "fog.npy").read_bytes())  # a custom -C file
+    errors = evaluation.corruption_errors(ColourModel(), cdir, corruptions="my_corruption,fog",
+                                          progress=False)
+    assert list(dict.fromkeys(errors["corruption"])) == ["fog", "my_corruption"]
+    assert _cells(errors)["my_corruption", 2] == _cells(errors)["fog", 2]
+
+
+# ---- the runner -------------------------------------------------------------------------------------
+
+def test_evaluate_returns_the_table_the_summary_and_writes_the_report(cdir, tmp_path):
+    np.save(cdir / "clean.npy", _images(LABELS, 1))
+    out = tmp_path / "rep"
+    result = evaluation.evaluate(ColourModel(), cdir, corruptions="fog,gaussian_noise", severities="1-3",
+                                 batch_size=4, progress=False, seen=["fog"], title="T", out_dir=out)
+    assert isinstance(result, evaluation.EvalResult) and result.out_dir == out and result.root == cdir
+    assert _cells(result.errors) == pytest.approx(_expected(["gaussian_noise", "fog"], [1, 2, 3]))
+    assert result.errors.iloc[0]["corruption"] == "clean"
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["title"] == "T" and on_disk["seen"] == ["fog"]
+    assert on_disk["mce"] == pytest.approx(result.summary["mce"])
+    assert result.summary["mce"] == pytest.approx(np.mean(list(_expected(["gaussian_noise", "fog"],
+                                                                         [1, 2, 3]).values())))
+    for name in ("errors.csv", "accuracy.csv", "report.csv", "report.md"):
+        assert (out / name).is_file()
+    alone = evaluation.evaluate(ColourModel(), cdir, corruptions="fog", progress=False)  # no out_dir
+    assert alone.out_dir is None and alone.summary["families"] == pytest.approx(
+        {"weather": np.mean([_expected()["fog", s] for s in range(1, 6)])})
+
+
+def test_evaluate_generates_caches_and_evaluates_a_c_set(tmp_path):
+    images = torch.from_numpy(np.concatenate([_images(LABELS, 0)] * 2)).permute(0, 3, 1, 2)
+    labels = np.concatenate([LABELS, LABELS])
+    out = tmp_path / "rep"
+    kw = dict(generate_from=(images, labels), corruptions="contrast", severities="1,5", seed=0,
+              progress=False, out_dir=out)
+    result = evaluation.evaluate(ColourModel(), **kw)
+    assert result.root == out / "corrupted_test"
+    assert result.errors["corruption"].tolist() == ["clean", "contrast", "contrast"]
+    assert result.errors["severity"].tolist() == [0, 1, 5] and result.summary["clean_error"] == 0
+    files = {p.name: p.stat().st_mtime_ns for p in result.root.iterdir()}
+    again = evaluation.evaluate(ColourModel(), **kw)
+    assert {p.name: p.stat().st_mtime_ns for p in again.root.iterdir()} == files  # cached
+    assert again.errors.equals(result.errors)
+
+
+def test_evaluate_needs_one_source_and_reads_the_baseline_first(cdir, tmp_path):
+    with pytest.raises(ValueError, match="not neither"):
+        evaluation.evaluate(ColourModel(), progress=False)
+    with pytest.raises(ValueError, match="not both"):
+        evaluation.evaluate(ColourModel(), cdir, generate_from=(_images(LABELS, 0), LABELS), progress=False)
+    with pytest.raises(ValueError, match="nowhere"):
+        evaluation.evaluate(ColourModel(), cdir, baseline=tmp_path / "nowhere", out_dir=tmp_path / "rep",
+                            progress=False)
+    assert not (tmp_path / "rep").exists()
 
 
 # ---- the CLI -----------------------------------------------------------------------------------------
