@@ -5,6 +5,8 @@
 * :func:`count_correct`: top-1 correct predictions of a model per Dataset, all read through one
   DataLoader (:class:`Blocks`) whose uint8 batches cross to the device before they become float
   (a quarter of the bytes).
+* :func:`test_split`: the first N test images of a built-in dataset, for ``--generate`` and
+  ``--clean-dataset``.
 """
 
 from __future__ import annotations
@@ -160,3 +162,21 @@ def count_correct(model: nn.Module, datasets: Sequence[Dataset], batch_size: int
         if on_block is not None:
             on_block(finished)
     return list(zip(correct.tolist(), seen, strict=True))
+
+
+def test_split(name: str, root: str | None, seed: int, size: int | None):
+    """(uint8 images (N, 3, H, W), int64 labels (N,), spec) of the first ``size`` test images of ``name``.
+
+    ``name`` is shapes, cifar10 or cifar100; shapes is generated from ``seed`` (its test split does
+    not depend on the training size, so only what is needed is built; ``size`` None = 2,000).
+    """
+    from auxtrain.data import build_datasets
+    from auxtrain.eval_config import CLEAN_DATASETS
+
+    if name not in CLEAN_DATASETS:
+        raise ValueError(f"dataset {name!r} is not supported here; use {', '.join(CLEAN_DATASETS)}")
+    kw = {"train_size": 16, **({"test_size": size} if size else {})} if name == "shapes" else {}
+    _, test_ds, spec = build_datasets(name, root=root, seed=seed, **kw)
+    n = len(test_ds) if size is None else min(size, len(test_ds))
+    images, labels = test_ds.get_batch(list(range(n)))
+    return images, labels, spec

@@ -8,6 +8,8 @@
 * :func:`mce` (from :mod:`auxtrain.metrics`) turns an error table into the summary numbers;
   :func:`write_report` (from :mod:`auxtrain.report`) writes the CSV / JSON / Markdown / PNG files.
 * :func:`generate_corrupted_testset` builds a cached -C set from any clean test set.
+* :func:`run_eval` and :func:`make_c_from_dataset` run the ``eval`` and ``make-c`` commands from
+  their config objects (:mod:`auxtrain.eval_config`).
 
 Example::
 
@@ -26,14 +28,14 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from auxtrain._eval_data import Clean, clean_set, count_correct, image_set, to_nchw
+from auxtrain._eval_data import Clean, clean_set, count_correct, image_set, test_split, to_nchw
 from auxtrain.data.corrupted import CLEAN_FILE, FLAGS, FolderCorruptedSet, open_corrupted
 from auxtrain.distributed import resolve_device
 from auxtrain.metrics import mce as mce
@@ -42,8 +44,12 @@ from auxtrain.report import read_errors as read_errors
 from auxtrain.report import write_report as write_report
 from corruptions import parse_severities, resolve_names
 
-__all__ = ["COLUMNS", "EvalResult", "evaluate", "corruption_errors", "accuracy", "mce", "write_report",
-           "read_errors", "generate_corrupted_testset", "seen_corruptions"]
+if TYPE_CHECKING:
+    from auxtrain.eval_config import EvalConfig, MakeCConfig
+
+__all__ = ["COLUMNS", "EvalResult", "MakeCResult", "evaluate", "corruption_errors", "accuracy", "mce",
+           "write_report", "read_errors", "generate_corrupted_testset", "seen_corruptions", "run_eval",
+           "make_c_from_dataset"]
 
 COLUMNS = ("corruption", "severity", "error", "n")
 CACHE_DIR = "corrupted_test"  # where evaluate() caches a generated -C set inside its out_dir
@@ -268,3 +274,67 @@ def evaluate(
     else:
         summary = build_summary(errors, baseline=base, seen=seen, title=title)
     return EvalResult(errors, summary, None if out_dir is None else Path(out_dir), Path(root))
+
+
+def run_eval(cfg: EvalConfig) -> EvalResult:
+    """``auxtrain eval``: load ``cfg.checkpoint``, find or generate the -C set and the clean set, evaluate.
+
+    Everything that can fail on the user's input (missing options, the baseline, the device, the
+    model file, a class-count mismatch) fails before the long part, and the report files are
+    written only at the end, so a failure leaves an existing report untouched.
+    """
+    from auxtrain.export import load_model
+
+    cfg.check()
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; pass a folder")
+    baseline = read_errors(cfg.baseline) if cfg.baseline else None
+    device = _device(cfg.device)
+    model = load_model(cfg.checkpoint, device=device)
+    clean: Clean | None = cfg.clean_root
+    generate_from = None
+    if cfg.generate or cfg.clean_dataset:
+        name = cfg.dataset if cfg.generate else cfg.clean_dataset
+        images, labels, spec = test_split(name, cfg.data_root if cfg.generate else cfg.clean_root, cfg.seed,
+                                          cfg.test_size if cfg.generate else None)
+        if spec.num_classes != model.meta["num_classes"]:
+            raise ValueError(f"{cfg.checkpoint} predicts {model.meta['num_classes']} classes but {name} "
+                             f"has {spec.num_classes}; evaluate on the dataset the model was trained on")
+        clean = (images, labels)
+        if cfg.generate:
+            generate_from = (images, labels)
+    return evaluate(model, None if cfg.generate else cfg.data_root, generate_from=generate_from,
+                    corruptions=cfg.corruptions, severities=cfg.severities, seed=cfg.seed,
+                    batch_size=cfg.batch_size, device=device, workers=cfg.workers, progress=cfg.progress,
+                    clean=clean, baseline=baseline, seen=seen_corruptions(model.meta),
+                    title=cfg.title or f"Corruption robustness of {cfg.checkpoint}", out_dir=out)
+
+
+@dataclass
+class MakeCResult:
+    """What :func:`make_c_from_dataset` wrote into ``out_dir``."""
+
+    out_dir: Path
+    names: list[str]             # the corruption files, in canonical order
+    severities: tuple[int, ...]  # the severity blocks of each file, in file order
+    num_images: int              # clean test images per severity block
+
+
+def make_c_from_dataset(cfg: MakeCConfig) -> MakeCResult:
+    """``auxtrain make-c``: write a CIFAR-C layout set of ``cfg.dataset``'s test split to ``cfg.out``.
+
+    A rerun with the same options verifies and skips the complete files (see
+    :func:`corruptions.make_c`); shapes is generated from ``cfg.seed`` (2,000 test images unless
+    ``cfg.test_size``).
+    """
+    from corruptions import make_c
+
+    cfg.check()
+    names = resolve_names(cfg.corruptions, what="--corruptions")
+    severities = parse_severities(cfg.severities, what="--severities")
+    device = _device(cfg.device)
+    images, labels, _ = test_split(cfg.dataset, cfg.data_root, cfg.seed, cfg.test_size)
+    out = make_c(images, labels.numpy(), cfg.out, names=names, severities=severities, seed=cfg.seed,
+                 device=device, batch_size=cfg.batch_size, profile=cfg.profile, progress=cfg.progress)
+    return MakeCResult(Path(out), names, severities, int(images.shape[0]))

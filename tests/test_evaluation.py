@@ -408,3 +408,74 @@ def test_generate_corrupted_testset_is_cached_and_evaluated(tmp_path):
     errors = evaluation.corruption_errors(ColourModel(), root, progress=False)
     assert errors["corruption"].tolist() == ["clean", "contrast", "contrast"]
     assert errors["severity"].tolist() == [0, 1, 5] and errors.iloc[0]["error"] == 0
+
+
+def _yaml(path, **options):
+    import yaml
+
+    path.write_text(yaml.safe_dump({k.replace("_", "-"): v for k, v in options.items()}))
+    return path
+
+
+def test_cli_eval_reads_a_config_file_and_flags_override_it(cdir, tmp_path, monkeypatch):
+    from auxtrain.eval_config import EvalConfig
+
+    ckpt = _export(tmp_path / "m.pt")
+    configs = []
+    real = evaluation.run_eval
+    monkeypatch.setattr(evaluation, "run_eval", lambda cfg: configs.append(cfg) or real(cfg))
+    conf = _yaml(tmp_path / "eval.yaml", checkpoint=str(ckpt), data_root=str(cdir), out=str(tmp_path / "r"),
+                 batch_size=8, corruptions="fog", device="cpu", progress=False)
+    assert main(["eval", "-c", str(conf)]) == 0
+    assert main(["eval", "-c", str(conf), "--batch-size", "5", "--out", str(tmp_path / "r2")]) == 0
+    assert [c.batch_size for c in configs] == [8, 5] and configs[1].out == str(tmp_path / "r2")
+    assert configs[0] == EvalConfig(checkpoint=str(ckpt), data_root=str(cdir), out=str(tmp_path / "r"),
+                                    batch_size=8, corruptions="fog", device="cpu", progress=False)
+    assert pd.read_csv(tmp_path / "r2" / "errors.csv")["corruption"].unique().tolist() == ["fog"]
+
+
+def test_cli_eval_config_and_flag_errors_name_the_option(cdir, tmp_path, capsys):
+    ckpt = _export(tmp_path / "m.pt")
+    out = ["--out", str(tmp_path / "r"), "--no-progress"]
+    bad = _yaml(tmp_path / "bad.yaml", batch_sise=8)
+    cases = [(["-c", str(bad)], "unknown eval option(s) batch_sise"),
+             (["--data-root", str(cdir), *out], "--checkpoint is required"),
+             (["--checkpoint", str(ckpt), "--data-root", str(cdir), "--corruptions", "fogg", *out],
+              "--corruptions='fogg' is neither"),
+             (["--checkpoint", str(ckpt), "--data-root", str(cdir), "--severities", "2-1", *out],
+              "--severities='2-1'"),
+             (["--checkpoint", str(ckpt), "--data-root", str(cdir), "--device", "gpu9", *out],
+              "--device 'gpu9'"),
+             (["--checkpoint", str(ckpt), "--data-root", str(cdir), "--batch-size", "0", *out],
+              "--batch-size 0 must be a positive integer"),
+             (["--checkpoint", str(ckpt), *out], "--data-root DIR (the -C folder) is required")]
+    for argv, message in cases:
+        assert main(["eval", *argv]) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert not (tmp_path / "r").exists()
+
+
+def test_eval_and_make_c_flags_are_the_config_fields():
+    """Each EvalConfig / MakeCConfig field is a flag; without flags the defaults; a flag sets its field."""
+    import dataclasses
+    import typing
+
+    from auxtrain.cli import _config_from, build_parser
+    from auxtrain.eval_config import EvalConfig, MakeCConfig
+
+    parser = build_parser()
+    for command, cls in (("eval", EvalConfig), ("make-c", MakeCConfig)):
+        assert _config_from(cls, parser.parse_args([command]), command) == cls()
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            flag, kind = "--" + f.name.replace("_", "-"), hints[f.name]
+            choices = [a for a in typing.get_args(typing.get_args(kind)[0] if f.default is None else kind)
+                       if isinstance(a, str) and a != f.default]
+            if kind is bool:
+                argv = ["--no-" + flag[2:]] if f.default else [flag]
+            elif choices:
+                argv = [flag, choices[-1]]
+            else:
+                argv = [flag, "3" if int in (kind, *typing.get_args(kind)) else "x"]
+            parsed = _config_from(cls, parser.parse_args([command, *argv]), command)
+            assert getattr(parsed, f.name) != f.default, (command, f.name)
