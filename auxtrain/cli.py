@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import types
 from collections.abc import Sequence
 
 EPILOG_FIT = """example:
@@ -119,167 +120,110 @@ def _run_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_config_flags(p: argparse.ArgumentParser, cls) -> None:
+    """One flag per field of dataclass ``cls`` (``a_b`` -> ``--a-b``), from its field metadata.
+
+    Unset flags stay absent from the parsed namespace (``argument_default=SUPPRESS`` on ``p``), so
+    the values of a ``-c`` file and the field defaults apply under them.
+    """
+    import dataclasses
+    import typing
+
+    p.add_argument("-c", "--config", metavar="FILE", help="YAML or TOML file of options, the flag names as "
+                   "keys (flags override it)")
+    hints = typing.get_type_hints(cls)
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in dataclasses.fields(cls):
+        meta, kind = f.metadata, hints[f.name]
+        base = kind
+        if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None -> X
+            (base,) = [a for a in typing.get_args(kind) if a is not type(None)]
+        kw: dict = {"help": meta["help"]}
+        if f.default is not None and f.default is not False:
+            kw["help"] += f" (default: {'on' if f.default is True else f.default})"
+        if "metavar" in meta:
+            kw["metavar"] = meta["metavar"]
+        if base is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(base) is typing.Literal:
+            kw["choices"] = typing.get_args(base)
+        else:
+            kw["type"] = base
+        group = groups.setdefault(meta["group"], p.add_argument_group(meta["group"]))
+        group.add_argument("--" + f.name.replace("_", "-"), **kw)
+
+
+def _config_from(cls, args: argparse.Namespace, command: str):
+    """``cls`` from its defaults < the ``-c`` file < the flags given."""
+    import dataclasses
+
+    from auxtrain.config import load_config_file, merge_config
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    flags = {k: v for k, v in vars(args).items() if k in names}
+    from_file = load_config_file(args.config) if getattr(args, "config", None) else {}
+    return merge_config(cls, from_file, flags, source=command)
+
+
 def _add_eval(sub: argparse._SubParsersAction) -> None:
+    from auxtrain.eval_config import EvalConfig
+
     p = sub.add_parser(
         "eval", help="measure corruption errors and mCE of a model on a -C dataset",
-        description="Evaluate corruption errors and mCE of an exported model.",
+        description="Evaluate corruption errors and mCE of an exported model.\n"
+                    "Options come from the defaults, then -c/--config FILE (YAML or TOML, same names), "
+                    "then the flags.",
         epilog=EPILOG_EVAL, formatter_class=argparse.RawDescriptionHelpFormatter,
+        argument_default=argparse.SUPPRESS,
     )
-    g = p.add_argument_group("model and data")
-    g.add_argument("--checkpoint", required=True, metavar="FILE", help="exported model (model_plain.pt)")
-    g.add_argument("--data-root", metavar="DIR", help="the -C folder (with --generate: the clean dataset's)")
-    g.add_argument("--clean-root", metavar="PATH",
-                   help="clean test set: a .npy of uint8 (N, H, W, 3) images, a class/image folder, or "
-                        "the dataset folder of --clean-dataset (default: DIR/clean.npy if present)")
-    g.add_argument("--clean-dataset", metavar="NAME", help="read the clean test split of cifar10, cifar100 "
-                   "or shapes (from --clean-root)")
-    g.add_argument("--generate", action="store_true",
-                   help="generate the corrupted set from --dataset's test split (cached in "
-                        "OUT/corrupted_test)")
-    g.add_argument("--dataset", metavar="NAME", help="with --generate: shapes, cifar10 or cifar100")
-    g.add_argument("--test-size", type=int, metavar="N", help="with --generate: use the first N test images")
-    g.add_argument("--seed", type=int, default=0, help="with --generate: corruption seed (default: 0)")
-    g = p.add_argument_group("evaluation")
-    g.add_argument("--corruptions", default=None, metavar="SUBSET",
-                   help="names or families, comma-separated, or all/common/extra (default: every file found)")
-    g.add_argument("--severities", default=None, metavar="S", help="e.g. 1-5, 3 or 1,3,5 (default: all)")
-    g.add_argument("--baseline", metavar="DIR_OR_CSV",
-                   help="another model's report folder or errors.csv: adds normalised and relative mCE")
-    g.add_argument("--batch-size", type=int, default=256, metavar="N", help="images per batch (default: 256)")
-    g.add_argument("--device", default="auto", metavar="DEV",
-                   help="auto, cpu, cuda or cuda:N (default: auto)")
-    g.add_argument("--out", required=True, metavar="DIR", help="report folder (created if missing)")
-    g.add_argument("--title", default=None, help="report title (default: the checkpoint path)")
-    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
-                   help="progress bar (default: on)")
+    _add_config_flags(p, EvalConfig)
     p.set_defaults(run=_run_eval)
 
 
-def _eval_clean_split(name: str, root: str | None, seed: int, size: int | None):
-    """(uint8 images (N, 3, H, W), labels, spec) of a dataset's test split, first ``size`` images."""
-    from auxtrain.data import build_datasets
-
-    if name not in ("shapes", "cifar10", "cifar100"):
-        raise ValueError(f"dataset {name!r} is not supported here; use shapes, cifar10 or cifar100")
-    # shapes is generated: build only what is needed (its test split does not depend on train_size).
-    kw = {"train_size": 16, **({"test_size": size} if size else {})} if name == "shapes" else {}
-    _, test_ds, spec = build_datasets(name, root=root, seed=seed, **kw)
-    n = len(test_ds) if size is None else min(size, len(test_ds))
-    images, labels = test_ds.get_batch(list(range(n)))
-    return images, labels.numpy(), spec
-
-
 def _run_eval(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from auxtrain import evaluation
-    from auxtrain.export import load_model
-    from auxtrain.report import read_errors, summary_table
+    from auxtrain.eval_config import EvalConfig
+    from auxtrain.evaluation import run_eval
+    from auxtrain.report import summary_table
 
     try:
-        if args.generate and not args.dataset:
-            raise ValueError("--generate needs --dataset (shapes, cifar10 or cifar100)")
-        if not args.generate and not args.data_root:
-            raise ValueError("--data-root DIR (the -C folder) is required; or use --generate --dataset NAME")
-        if args.clean_dataset and args.generate:
-            raise ValueError("--clean-dataset is implied by --generate --dataset; drop one of them")
-        out = Path(args.out)
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"--out {out} is a file; pass a folder")
-        baseline = read_errors(args.baseline) if args.baseline else None  # fail before the long part
-        device = evaluation.resolve_device(args.device)
-        model = load_model(args.checkpoint, device=device)
-        clean = args.clean_root
-        root = args.data_root
-        if args.generate or args.clean_dataset:
-            name = args.dataset if args.generate else args.clean_dataset
-            data_root = args.data_root if args.generate else args.clean_root
-            images, labels, spec = _eval_clean_split(name, data_root, args.seed,
-                                                     args.test_size if args.generate else None)
-            if spec.num_classes != model.meta["num_classes"]:
-                raise ValueError(f"{args.checkpoint} predicts {model.meta['num_classes']} classes but {name} "
-                                 f"has {spec.num_classes}; evaluate on the dataset the model was trained on")
-            clean = (images, labels)
-            if args.generate:
-                root = evaluation.generate_corrupted_testset(
-                    images, labels, out / "corrupted_test", names=args.corruptions,
-                    severities=args.severities or "1-5", seed=args.seed, device=device,
-                    progress=args.progress)
-        errors = evaluation.corruption_errors(
-            model, root, corruptions=args.corruptions, severities=args.severities, batch_size=args.batch_size,
-            device=device, clean=clean, progress=args.progress)
-        summary = evaluation.write_report(errors, out, baseline=baseline,
-                                          seen=evaluation.seen_corruptions(model.meta),
-                                          title=args.title or f"Corruption robustness of {args.checkpoint}")
+        result = run_eval(_config_from(EvalConfig, args, "eval"))
     except (ValueError, TypeError, FileNotFoundError) as exc:
         raise UserError(str(exc)) from None
-    print(summary_table(summary))
-    if errors.attrs.get("missing"):
-        print(f"\nnot in {root}: {', '.join(errors.attrs['missing'])}")
+    out = result.out_dir
+    print(summary_table(result.summary))
+    if result.errors.attrs.get("missing"):
+        print(f"\nnot in {result.root}: {', '.join(result.errors.attrs['missing'])}")
     print(f"\nreport written to {out}/ (errors.csv, accuracy.csv, report.csv, summary.json, report.md"
           f"{', report.png' if (out / 'report.png').is_file() else ''})")
     return 0
 
 
 def _add_make_c(sub: argparse._SubParsersAction) -> None:
+    from auxtrain.eval_config import MakeCConfig
+
     p = sub.add_parser(
         "make-c", help="generate a CIFAR-C style corrupted test set (NAME.npy + labels.npy)",
-        description="Generate a corrupted test set in the CIFAR-C layout from a dataset's test split.",
+        description="Generate a corrupted test set in the CIFAR-C layout from a dataset's test split.\n"
+                    "Options come from the defaults, then -c/--config FILE (YAML or TOML, same names), "
+                    "then the flags.",
         epilog=EPILOG_MAKE_C, formatter_class=argparse.RawDescriptionHelpFormatter,
+        argument_default=argparse.SUPPRESS,
     )
-    g = p.add_argument_group("data")
-    g.add_argument("--dataset", required=True, choices=("cifar10", "cifar100", "shapes"),
-                   help="whose test split to corrupt")
-    g.add_argument("--data-root", metavar="DIR",
-                   help="folder holding cifar-10-batches-py/ or cifar-100-python/ (not needed for shapes)")
-    g.add_argument("--test-size", type=int, metavar="N",
-                   help="use the first N test images (default: all; shapes: 2,000)")
-    g.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
-    g = p.add_argument_group("corruptions")
-    g.add_argument("--corruptions", default="all", metavar="LIST",
-                   help="comma-separated names or subsets: all, common, extra, noise, blur, weather, "
-                        "digital (default: all)")
-    g.add_argument("--severities", default="1-5", metavar="S", help="e.g. 1-5, 3 or 1,3,5 (default: 1-5)")
-    g.add_argument("--seed", type=int, default=0, help="corruption seed (default: 0)")
-    g.add_argument("--profile", default="auto", choices=("auto", "cifar", "imagenet"),
-                   help="severity tables: auto picks by image size (default: auto)")
-    g = p.add_argument_group("execution")
-    g.add_argument("--device", default="auto", metavar="DEV",
-                   help="auto, cpu, cuda or cuda:N (default: auto)")
-    g.add_argument("--batch-size", type=int, default=1000, metavar="N",
-                   help="images corrupted per call (default: 1000; part of the seed: keep it to resume)")
-    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
-                   help="progress bar (default: on)")
+    _add_config_flags(p, MakeCConfig)
     p.set_defaults(run=_run_make_c)
 
 
 def _run_make_c(args: argparse.Namespace) -> int:
-    from auxtrain.data import build_datasets
-    from corruptions import make_c, parse_severities, resolve_names
+    from auxtrain.eval_config import MakeCConfig
+    from auxtrain.evaluation import make_c_from_dataset
 
     try:
-        names = resolve_names(args.corruptions, what="--corruptions")
-        severities = parse_severities(args.severities, what="--severities")
-        if args.test_size is not None and args.test_size < 1:
-            raise ValueError(f"--test-size {args.test_size} must be a positive number of images")
-        if args.dataset == "shapes":  # generated: build only the test split that is needed
-            kw = {"train_size": 16, "test_size": args.test_size or 2000}
-            _, test_ds, _ = build_datasets("shapes", seed=args.seed, **kw)
-        else:
-            _, test_ds, _ = build_datasets(args.dataset, root=args.data_root)
-        n = len(test_ds.labels) if args.test_size is None else min(args.test_size, len(test_ds.labels))
-        device = args.device
-        if device == "auto":
-            import torch
-
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        out = make_c(test_ds.images[:n], test_ds.labels[:n], args.out, names=names, severities=severities,
-                     seed=args.seed, device=device, batch_size=args.batch_size, profile=args.profile,
-                     progress=args.progress)
+        result = make_c_from_dataset(_config_from(MakeCConfig, args, "make-c"))
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
         raise UserError(str(exc)) from None
-    print(f"wrote {len(names)} corruption files of {n * len(severities)} images "
-          f"(severities {','.join(map(str, severities))}) and labels.npy to {out}/")
+    images = result.num_images * len(result.severities)
+    print(f"wrote {len(result.names)} corruption files of {images} images "
+          f"(severities {','.join(map(str, result.severities))}) and labels.npy to {result.out_dir}/")
     return 0
 
 

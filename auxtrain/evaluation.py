@@ -1,12 +1,15 @@
-"""Corruption robustness: per-(corruption, severity) errors and the mCE summaries of method.md section 3.
+"""Corruption robustness of a model: the error table, the report, and the one runner that does both.
 
+* :func:`evaluate` is the runner behind ``auxtrain eval`` and ``fit``'s final report: a -C set
+  (given, or generated once from clean images and cached), the error table, the report files, the
+  summary.
 * :func:`corruption_errors` streams a -C set (CIFAR-C ``.npy`` files, memory-mapped, or an
   ImageNet-C style folder tree) through a model and returns the error table.
-* :func:`mce` turns an error table into the summary numbers: unnormalised mCE (the CIFAR convention
-  of AugMix and RobustBench), family / extra / all-19 means, clean error, and, against a baseline's
-  table, the normalised and relative mCE of ImageNet-C.
-* :func:`write_report` (from :mod:`auxtrain.report`) writes the CSV / JSON / Markdown / PNG report.
+* :func:`mce` (from :mod:`auxtrain.metrics`) turns an error table into the summary numbers;
+  :func:`write_report` (from :mod:`auxtrain.report`) writes the CSV / JSON / Markdown / PNG files.
 * :func:`generate_corrupted_testset` builds a cached -C set from any clean test set.
+* :func:`run_eval` and :func:`make_c_from_dataset` run the ``eval`` and ``make-c`` commands from
+  their config objects (:mod:`auxtrain.eval_config`).
 
 Example::
 
@@ -14,189 +17,77 @@ Example::
     from auxtrain.export import load_model
 
     model = load_model("runs/c100/model_plain.pt")
-    errors = evaluation.corruption_errors(model, "data/CIFAR-100-C")
-    print(evaluation.mce(errors)["mce"])
+    result = evaluation.evaluate(model, "data/CIFAR-100-C", out_dir="reports/c100")
+    print(result.summary["mce"])
 """
 
 from __future__ import annotations
 
-import math
+import io
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from auxtrain.data.corrupted import CLEAN_FILE, NpyCorruptedSet, open_corrupted
+from auxtrain._eval_data import Clean, clean_set, count_correct, image_set, test_split, to_nchw
+from auxtrain.data.corrupted import CLEAN_FILE, FLAGS, FolderCorruptedSet, open_corrupted
+from auxtrain.distributed import resolve_device
+from auxtrain.metrics import mce as mce
+from auxtrain.report import build_summary
 from auxtrain.report import read_errors as read_errors
 from auxtrain.report import write_report as write_report
+from corruptions import parse_severities, resolve_names
+
+if TYPE_CHECKING:
+    from auxtrain.eval_config import EvalConfig, MakeCConfig
+
+__all__ = ["COLUMNS", "EvalResult", "MakeCResult", "evaluate", "corruption_errors", "accuracy", "mce",
+           "write_report", "read_errors", "generate_corrupted_testset", "seen_corruptions", "run_eval",
+           "make_c_from_dataset"]
 
 COLUMNS = ("corruption", "severity", "error", "n")
-FAMILIES = ("noise", "blur", "weather", "digital", "extra")
-Clean = tuple[Any, Any] | str | os.PathLike
+CACHE_DIR = "corrupted_test"  # where evaluate() caches a generated -C set inside its out_dir
 
 
-def _names(subset: str | Sequence[str] | None) -> list[str] | None:
-    """Corruption names from a subset name ("all", "common", a family), "a,b" or a list."""
-    from corruptions import get_corruption_names
+@dataclass
+class EvalResult:
+    """What :func:`evaluate` measured: the error table, its summary, and where things are."""
 
-    if subset is None:
-        return None
-    items = subset.split(",") if isinstance(subset, str) else list(subset)
-    names: list[str] = []
-    for item in (i.strip() for i in items):
-        if not item:
-            continue
-        try:
-            expanded = get_corruption_names(item)
-        except (ValueError, KeyError):
-            expanded = [item]  # a corruption name (or a custom file stem of the -C folder)
-        names += [n for n in expanded if n not in names]
-    if not names:
-        raise ValueError(f"corruptions={subset!r} names no corruption; pass names, a family or 'all'")
-    return names
+    errors: pd.DataFrame        # columns corruption, severity, error (percent), n; clean row first
+    summary: dict[str, Any]     # the numbers of :func:`auxtrain.metrics.mce` (+ title, missing_requested)
+    out_dir: Path | None        # the report folder (None: no files were written)
+    root: Path                  # the -C set evaluated (a generated one lives in out_dir/corrupted_test)
 
 
-def _levels(severities: str | int | Sequence[int] | None) -> list[int] | None:
-    """Severities from ints or a string such as "1-5", "3" or "1,3,5"."""
-    if severities is None:
-        return None
-    if isinstance(severities, int):
-        return [severities]
-    if isinstance(severities, str):
-        levels: list[int] = []
-        try:
-            for item in filter(None, (i.strip() for i in severities.split(","))):
-                lo, _, hi = item.partition("-")
-                levels += list(range(int(lo), int(hi or lo) + 1))
-        except ValueError:
-            levels = []
-        if not levels:
-            raise ValueError(f"severities={severities!r} is not a severity list; write e.g. 1-5, 3 or 1,3,5")
-        return levels
-    return [int(s) for s in severities]
-
-
-def resolve_device(device: str | torch.device | None = None, model: nn.Module | None = None) -> torch.device:
-    """``device`` as a torch.device: "auto" = cuda if available; None = the model's device (or cpu)."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def _device(device: str | torch.device | None, model: nn.Module | None = None) -> torch.device:
+    """``device`` resolved by :func:`auxtrain.distributed.resolve_device`; None = the model's device."""
     if device is None:
         p = next(iter(model.parameters()), None) if model is not None else None
         return p.device if p is not None else torch.device("cpu")
     try:
-        return torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device={device!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+        return resolve_device(device)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"--device {device!r}: {exc}") from None
 
 
-def _as_float(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 (B, H, W, 3) on the host -> float (B, 3, H, W) in [0, 1] on ``device``; uint8 crosses the bus."""
-    if device.type == "cuda":
-        images = images.pin_memory().to(device, non_blocking=True)
-    else:
-        images = images.to(device)
-    return images.permute(0, 3, 1, 2).contiguous().float().div_(255)
-
-
-@torch.inference_mode()
-def _count_correct(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                   device: torch.device) -> tuple[int, int]:
-    """(correct top-1 predictions, images) over ``batches`` of uint8 NHWC images and labels."""
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    n = 0
-    for images, labels in batches:
-        logits = model(_as_float(images, device))
-        correct += (logits.argmax(1) == labels.to(device, non_blocking=True)).sum()
-        n += labels.shape[0]
-    return int(correct.item()), n
-
-
-def _nhwc(images: Any, what: str) -> torch.Tensor:
-    """A uint8 (N, H, W, 3) tensor from numpy (N, H, W, 3) or a tensor (N, 3, H, W)."""
-    if isinstance(images, np.ndarray):
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
-            raise ValueError(f"{what}: numpy images must be uint8 (N, H, W, 3), got {images.dtype} "
-                             f"{images.shape}")
-        return torch.from_numpy(np.ascontiguousarray(images))
-    if isinstance(images, torch.Tensor):
-        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"{what}: tensor images must be uint8 (N, 3, H, W), got {images.dtype} "
-                             f"{tuple(images.shape)}; convert with (x * 255).round().to(torch.uint8)")
-        return images.cpu().permute(0, 2, 3, 1)
-    raise TypeError(f"{what}: images must be a numpy array or a torch tensor, got {type(images).__name__}")
-
-
-def _tensor_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int):
-    for i in range(0, images.shape[0], batch_size):
-        yield images[i:i + batch_size], labels[i:i + batch_size]
+def _severities(spec: str | int | Sequence[int] | None, flags: Mapping[str, str]):
+    return None if spec is None else parse_severities(spec, what=flags["severities"])
 
 
 def accuracy(model: nn.Module, images: Any, labels: Any, batch_size: int = 256,
              device: str | torch.device | None = None) -> float:
     """Top-1 accuracy (percent) of ``model`` on uint8 images: numpy (N, H, W, 3) or tensor (N, 3, H, W)."""
-    dev = resolve_device(device, model)
-    images = _nhwc(images, "images")
-    labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
-    if labels.shape != (images.shape[0],):
-        raise ValueError(f"labels has shape {tuple(labels.shape)}, expected ({images.shape[0]},) to match "
-                         f"the images")
+    dev = _device(device, model)
+    dataset = image_set(images, labels, "images")
     model = model.to(dev).eval()
-    correct, n = _count_correct(model, _tensor_batches(images, labels, batch_size), dev)
+    [(correct, n)] = count_correct(model, [dataset], batch_size, dev)
     return 100.0 * correct / max(n, 1)
-
-
-def _clean_batches(clean: Clean | None, data, batch_size: int):
-    """(batches, n) of the clean test set, or None. See :func:`corruption_errors` for the accepted forms."""
-    if clean is None:
-        if isinstance(data, NpyCorruptedSet) and (data.root / CLEAN_FILE).is_file():
-            clean = data.root / CLEAN_FILE
-        else:
-            return None
-    if isinstance(clean, (str, os.PathLike)):
-        path = Path(clean)
-        if path.is_dir():
-            from auxtrain.data.corrupted import decode_batches, scan_image_folder
-
-            items, classes = scan_image_folder(path)
-            if getattr(data, "classes", None) not in (None, classes):
-                raise ValueError(f"clean folder {path} has other class folders than the -C set; pass the "
-                                 f"matching clean test folder")
-            return decode_batches(items, batch_size), len(items)
-        if path.suffix != ".npy" or not path.is_file():
-            raise ValueError(f"clean={str(path)!r} must be a .npy file of uint8 (N, H, W, 3) images or a "
-                             f"class/image folder")
-        if not isinstance(data, NpyCorruptedSet):
-            raise ValueError(f"clean={str(path)!r}: a .npy of clean images takes its labels from a CIFAR-C "
-                             f"labels.npy; with an image-folder -C set pass a clean class/image folder")
-        try:
-            array = np.load(path, mmap_mode="r")
-        except (ValueError, OSError) as exc:
-            raise ValueError(f"{path} is truncated or not a .npy file ({exc}); write it again") from None
-        if array.dtype != np.uint8 or array.shape[1:] != (*data.image_size, 3) or \
-                array.shape[0] != data.num_images:
-            raise ValueError(f"{path} has {array.dtype} {tuple(array.shape)}, expected uint8 "
-                             f"({data.num_images}, H, W, 3): the clean images of the -C set, in its order")
-        labels = data.labels
-        gen = ((torch.from_numpy(np.array(array[i:i + batch_size])), labels[i:i + batch_size])
-               for i in range(0, data.num_images, batch_size))
-        return gen, data.num_images
-    if not (isinstance(clean, (tuple, list)) and len(clean) == 2):
-        raise TypeError(f"clean must be (images, labels), a .npy path or a folder, got "
-                        f"{type(clean).__name__}")
-    images = _nhwc(clean[0], "clean")
-    labels = torch.as_tensor(np.asarray(clean[1]), dtype=torch.int64)
-    if labels.shape != (images.shape[0],):
-        raise ValueError(f"clean labels have shape {tuple(labels.shape)}, expected ({images.shape[0]},)")
-    if isinstance(data, NpyCorruptedSet) and labels.shape[0] == data.num_images and \
-            not torch.equal(labels, data.labels):
-        raise ValueError(f"the clean labels differ from {data.root / 'labels.npy'}; the clean set must be "
-                         f"the test set the -C files were made from, in the same order")
-    return _tensor_batches(images, labels, batch_size), images.shape[0]
 
 
 def corruption_errors(
@@ -208,16 +99,21 @@ def corruption_errors(
     device: str | torch.device | None = None,
     clean: Clean | None = None,
     progress: bool = True,
+    *,
+    workers: int = 0,
+    flags: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Top-1 error (percent) of ``model`` per (corruption, severity) of the -C set at ``root``.
 
     Args:
         model: any module taking float images (N, 3, H, W) in [0, 1] (``load_model`` returns one).
-            It is put in eval mode and on ``device``.
+            It is put in eval mode and on ``device`` (its training flag is restored afterwards).
         root: a CIFAR-C folder (NAME.npy + labels.npy, memory-mapped and streamed) or an ImageNet-C
             style tree (corruption/severity/class/image); detected from its contents.
-        corruptions: names, a family, "common"/"extra"/"all", or None for every file found.
-            Requested names absent from ``root`` are listed in ``errors.attrs["missing"]``.
+        corruptions: names, a family, "common"/"extra"/"all", a comma list or a sequence of these,
+            or None for every file found. A token outside the vocabulary must be a file or folder
+            name of ``root`` (a custom corruption); anything else raises ValueError. Requested names
+            absent from ``root`` are listed in ``errors.attrs["missing"]``.
         severities: subset of severities, ints or a string like "1-5" / "1,3" (default: all in the set).
         batch_size: images per forward pass.
         device: "cpu", "cuda", "auto", a torch.device, or None (the model's device).
@@ -226,145 +122,52 @@ def corruption_errors(
             (N, H, W, 3) images labelled by the set's labels.npy; or a class/image folder.
             Default: ``root/clean.npy`` when present (``generate_corrupted_testset`` writes it).
         progress: show a progress bar over corruptions x severities.
+        workers: DataLoader worker processes decoding image files (a ``.npy`` set is always read
+            in this process: a memory-map slice is cheaper than sending it from a worker).
+        flags: how the options are named in error messages, keys "root", "corruptions",
+            "severities" (default: the ``auxtrain eval`` flags --data-root, --corruptions, ...).
 
     Returns:
         DataFrame with columns corruption, severity, error, n (clean row first when present).
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
+    flags = {**FLAGS, **(flags or {})}
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
-    data = open_corrupted(root, _names(corruptions), _levels(severities))
-    dev = resolve_device(device, model)
-    was_training = model.training
-    model = model.to(dev).eval()
-    rows = []
+    data = open_corrupted(root, corruptions, _severities(severities, flags), flags)
+    dev = _device(device, model)
+    jobs = [(name, s, data.subset(name, s)) for name in data.names for s in data.severities]
+    cleaned = clean_set(clean, data)
+    if cleaned is not None:
+        jobs.insert(0, ("clean", 0, cleaned))
     from tqdm.auto import tqdm
 
-    cleaned = _clean_batches(clean, data, batch_size)
-    jobs = [(n, s) for n in data.names for s in data.severities]
-    bar = tqdm(total=len(jobs) + (cleaned is not None), desc="eval", unit="set", disable=not progress)
+    bar = tqdm(total=len(jobs), desc="eval", unit="set", disable=not progress)
+
+    def show(k: int) -> None:
+        if k < len(jobs):
+            name, severity, _ = jobs[k]
+            bar.set_postfix_str(name if severity == 0 else f"{name} s{severity}")
+
+    def done(k: int) -> None:
+        bar.update()
+        show(k + 1)
+
+    show(0)
+
+    was_training = model.training
+    model = model.to(dev).eval()
     try:
-        if cleaned is not None:
-            bar.set_postfix_str("clean")
-            correct, n = _count_correct(model, cleaned[0], dev)
-            rows.append(("clean", 0, 100.0 * (1 - correct / n), n))
-            bar.update()
-        for name, severity in jobs:
-            bar.set_postfix_str(f"{name} s{severity}")
-            correct, n = _count_correct(model, data.batches(name, severity, batch_size), dev)
-            if n:
-                rows.append((name, severity, 100.0 * (1 - correct / n), n))
-            bar.update()
+        counts = count_correct(model, [d for *_, d in jobs], batch_size, dev,
+                               workers if isinstance(data, FolderCorruptedSet) else 0, on_block=done)
     finally:
         bar.close()
         model.train(was_training)
+    rows = [(name, severity, 100.0 * (1 - correct / n), n)
+            for (name, severity, _), (correct, n) in zip(jobs, counts, strict=True) if n]
     errors = pd.DataFrame(rows, columns=list(COLUMNS))
     errors.attrs["missing"] = list(data.missing)
     errors.attrs["root"] = str(root)
     return errors
-
-
-def _family_of() -> dict[str, str]:
-    from corruptions import get_corruption_names
-
-    return {n: fam for fam in FAMILIES for n in get_corruption_names(fam)}
-
-
-def _mean(values: Iterable[float]) -> float:
-    values = [float(v) for v in values]
-    return float(np.mean(values)) if values else math.nan
-
-
-def _check_errors(errors: pd.DataFrame, what: str) -> pd.DataFrame:
-    if not isinstance(errors, pd.DataFrame) or not {"corruption", "severity", "error"} <= set(errors.columns):
-        raise ValueError(f"{what} must be a DataFrame with columns corruption, severity, error (as returned "
-                         f"by corruption_errors or read_errors), got {type(errors).__name__}")
-    dup = errors.duplicated(["corruption", "severity"])
-    if dup.any():
-        pairs = errors[dup][["corruption", "severity"]].values.tolist()
-        raise ValueError(f"{what} has duplicate rows for {pairs}; keep one row per (corruption, severity)")
-    return errors
-
-
-def mce(errors: pd.DataFrame, baseline: pd.DataFrame | None = None,
-        seen: Sequence[str] | None = None) -> dict[str, Any]:
-    """Summary of an error table (all values in percent; NaN where the inputs lack the rows).
-
-    Keys: ``mce`` (mean E(c, s) over the 15 benchmark corruptions and the severities present),
-    ``mean_extra`` (the 4 extra), ``mean_all`` (every corruption row), ``families`` (family -> mean),
-    ``severity_means`` (severity -> mean over corruptions), ``clean_error``, ``complete`` (all 15 x 5
-    present), ``missing`` (of the 19 names, those without rows). With ``baseline`` (another model's
-    table): ``ce`` (corruption -> 100 * sum_s E / sum_s E_base), ``normalized_mce`` (mean CE over the
-    benchmark corruptions), ``relative_ce`` and ``relative_mce`` (errors minus clean error, needs
-    both clean rows), over the (corruption, severity) pairs both tables hold. With ``seen`` (the
-    corruptions trained on): ``seen`` (those present), ``seen_mean`` and ``unseen_mean``.
-    """
-    from corruptions import get_corruption_names
-
-    errors = _check_errors(errors, "errors")
-    common, extra = get_corruption_names("common"), get_corruption_names("extra")
-    family_of = _family_of()
-    is_clean = errors["corruption"] == "clean"
-    corrupt = errors[~is_clean]
-    cell = {(r.corruption, int(r.severity)): float(r.error) for r in corrupt.itertuples()}
-    present = set(corrupt["corruption"])
-    out: dict[str, Any] = {
-        "mce": _mean(e for (c, _), e in cell.items() if c in common),
-        "mean_extra": _mean(e for (c, _), e in cell.items() if c in extra),
-        "mean_all": _mean(cell.values()),
-        "families": {f: _mean(e for (c, _), e in cell.items() if family_of.get(c) == f)
-                     for f in FAMILIES if any(family_of.get(c) == f for c in present)},
-        "severity_means": {s: _mean(e for (_, t), e in cell.items() if t == s)
-                           for s in sorted({s for _, s in cell})},
-        "clean_error": float(errors.loc[is_clean, "error"].iloc[0]) if is_clean.any() else math.nan,
-        "complete": all((c, s) in cell for c in common for s in range(1, 6)),
-        "missing": [c for c in common + extra if c not in present],
-    }
-    if baseline is not None:
-        base = _check_errors(baseline, "baseline")
-        bcell = {(r.corruption, int(r.severity)): float(r.error)
-                 for r in base.itertuples() if r.corruption != "clean"}
-        bclean = base.loc[base["corruption"] == "clean", "error"]
-        ce, rel = {}, {}
-        for c in sorted({c for c, _ in cell} & {c for c, _ in bcell}, key=lambda c: (c not in family_of, c)):
-            keys = [k for k in cell if k[0] == c and k in bcell]
-            denom = sum(bcell[k] for k in keys)
-            ce[c] = 100.0 * sum(cell[k] for k in keys) / denom if denom > 0 else math.nan
-            if is_clean.any() and len(bclean):
-                rdenom = sum(bcell[k] - float(bclean.iloc[0]) for k in keys)
-                rnum = sum(cell[k] - out["clean_error"] for k in keys)
-                rel[c] = 100.0 * rnum / rdenom if rdenom != 0 else math.nan
-        out["ce"] = ce
-        out["normalized_mce"] = _mean(v for c, v in ce.items() if c in common)
-        out["relative_ce"] = rel
-        out["relative_mce"] = _mean(v for c, v in rel.items() if c in common)
-    if seen is not None:
-        seen_set = set(seen)
-        out["seen"] = [c for c in _names_in_order(present) if c in seen_set]
-        out["seen_mean"] = _mean(e for (c, _), e in cell.items() if c in seen_set)
-        out["unseen_mean"] = _mean(e for (c, _), e in cell.items() if c not in seen_set)
-    return out
-
-
-def _names_in_order(names: Iterable[str]) -> list[str]:
-    from corruptions import canonical_order
-
-    return canonical_order(names)
-
-
-def seen_corruptions(meta: dict[str, Any]) -> list[str] | None:
-    """Corruption names a model was trained on, from its export metadata (None if not recorded)."""
-    if "seen_corruptions" in meta:
-        return list(meta["seen_corruptions"])
-    spec = meta.get("corruptions")
-    if spec is None:
-        return None
-    if isinstance(spec, str):
-        spec = [] if spec in ("", "none") else [item.split("+") for item in spec.split(",")]
-    names: list[str] = []
-    for branch in spec:
-        for item in [branch] if isinstance(branch, str) else branch:
-            names += [n for n in (_names(item) or []) if n not in names]
-    return names
 
 
 def generate_corrupted_testset(
@@ -376,26 +179,162 @@ def generate_corrupted_testset(
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = True,
+    *,
+    flags: Mapping[str, str] | None = None,
 ) -> Path:
     """A -C set of ``images`` in ``cache_dir`` (CIFAR-C layout, plus ``clean.npy``); cached.
 
     Calls :func:`corruptions.make_c` with a fixed ``seed``: files already complete for the same
     images, seed and severities are reused, so a second call costs only a hash of the images.
-    Images are uint8 numpy (N, H, W, 3) or a uint8 tensor (N, 3, H, W); ``names`` and
-    ``severities`` take the forms :func:`corruption_errors` accepts. Returns ``cache_dir``.
+    Images are uint8 numpy (N, H, W, 3) or a uint8 tensor (N, 3, H, W); ``names`` is a corruption
+    spec (:func:`corruptions.resolve_names`, None = all 19) and ``severities`` a severity spec.
+    Returns ``cache_dir``.
     """
     from auxtrain.run_dir import atomic_write_bytes
     from corruptions import make_c
 
-    nhwc = _nhwc(images, "images").contiguous().numpy()
+    flags = {**FLAGS, **(flags or {})}
+    nhwc = to_nchw(images, "images").permute(0, 2, 3, 1).contiguous().numpy()
     labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
-    out = make_c(nhwc, labels, cache_dir, names=_names(names), severities=_levels(severities),
-                 seed=seed, device=device, progress=progress)
+    out = make_c(nhwc, labels, cache_dir, names=resolve_names(names, what=flags["corruptions"]),
+                 severities=parse_severities(severities, what=flags["severities"]), seed=seed,
+                 device=device, progress=progress)
     clean_path = Path(out) / CLEAN_FILE
     if not clean_path.is_file() or not np.array_equal(np.load(clean_path, mmap_mode="r"), nhwc):
-        import io
-
         buffer = io.BytesIO()
         np.save(buffer, nhwc)
         atomic_write_bytes(clean_path, buffer.getvalue())
     return Path(out)
+
+
+def seen_corruptions(meta: Mapping[str, Any]) -> list[str] | None:
+    """Corruption names a model was trained on, from its export metadata (None if not recorded)."""
+    if "seen_corruptions" in meta:
+        return list(meta["seen_corruptions"])
+    spec = meta.get("corruptions")
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        spec = [] if spec in ("", "none") else [item.split("+") for item in spec.split(",")]
+    items = [item for branch in spec for item in ([branch] if isinstance(branch, str) else branch)]
+    return resolve_names(items, what="the model's corruptions") if items else []
+
+
+def evaluate(
+    model: nn.Module,
+    root: str | os.PathLike | None = None,
+    *,
+    generate_from: tuple[Any, Any] | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    corruptions: str | Sequence[str] | None = None,
+    severities: str | Sequence[int] | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    workers: int = 0,
+    progress: bool = True,
+    clean: Clean | None = None,
+    baseline: pd.DataFrame | str | os.PathLike | None = None,
+    seen: Sequence[str] | None = None,
+    title: str = "Corruption robustness",
+    out_dir: str | os.PathLike | None = None,
+    flags: Mapping[str, str] | None = None,
+) -> EvalResult:
+    """Errors of ``model`` on a -C set, the summary, and (with ``out_dir``) the report files.
+
+    The -C set is ``root`` or, with ``generate_from=(images, labels)`` (uint8 numpy NHWC or tensor
+    NCHW images), one generated from those clean images with the fixed ``seed`` and cached in
+    ``cache_dir`` (default ``out_dir/corrupted_test``; reused when complete); its ``clean.npy``
+    then gives the clean row. ``corruptions``, ``severities``, ``batch_size``, ``device``,
+    ``workers``, ``clean`` and ``progress`` are those of :func:`corruption_errors` (generating:
+    ``corruptions`` None = all 19, ``severities`` None = 1-5). ``baseline`` (an error table, report
+    folder or errors.csv) adds the normalised and relative mCE, ``seen`` (trained-on corruption
+    names) the seen/unseen means; ``title`` heads the report. ``flags`` names the options in
+    error messages (keys root, corruptions, severities). The baseline is read before any compute,
+    so a bad path fails fast; report files are written only after every number is known.
+    """
+    flags = {**FLAGS, **(flags or {})}
+    if (root is None) == (generate_from is None):
+        raise ValueError(f"pass either {flags['root']} (an existing -C set) or clean images to generate "
+                         f"one from, not {'both' if root is not None else 'neither'}")
+    base = read_errors(baseline) if baseline is not None else None
+    if generate_from is not None:
+        if cache_dir is None and out_dir is None:
+            raise ValueError("generating a -C set needs cache_dir or out_dir to cache it in")
+        cache = Path(cache_dir) if cache_dir is not None else Path(out_dir) / CACHE_DIR
+        images, labels = generate_from
+        root = generate_corrupted_testset(images, labels, cache, names=corruptions,
+                                          severities="1-5" if severities is None else severities,
+                                          seed=seed, device=_device(device, model), progress=progress,
+                                          flags=flags)
+    errors = corruption_errors(model, root, corruptions, severities, batch_size, device, clean, progress,
+                               workers=workers, flags=flags)
+    if out_dir is not None:
+        summary = write_report(errors, out_dir, baseline=base, seen=seen, title=title)
+    else:
+        summary = build_summary(errors, baseline=base, seen=seen, title=title)
+    return EvalResult(errors, summary, None if out_dir is None else Path(out_dir), Path(root))
+
+
+def run_eval(cfg: EvalConfig) -> EvalResult:
+    """``auxtrain eval``: load ``cfg.checkpoint``, find or generate the -C set and the clean set, evaluate.
+
+    Everything that can fail on the user's input (missing options, the baseline, the device, the
+    model file, a class-count mismatch) fails before the long part, and the report files are
+    written only at the end, so a failure leaves an existing report untouched.
+    """
+    from auxtrain.export import load_model
+
+    cfg.check()
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; pass a folder")
+    baseline = read_errors(cfg.baseline) if cfg.baseline else None
+    device = _device(cfg.device)
+    model = load_model(cfg.checkpoint, device=device)
+    clean: Clean | None = cfg.clean_root
+    generate_from = None
+    if cfg.generate or cfg.clean_dataset:
+        name = cfg.dataset if cfg.generate else cfg.clean_dataset
+        images, labels, spec = test_split(name, cfg.data_root if cfg.generate else cfg.clean_root, cfg.seed,
+                                          cfg.test_size if cfg.generate else None)
+        if spec.num_classes != model.meta["num_classes"]:
+            raise ValueError(f"{cfg.checkpoint} predicts {model.meta['num_classes']} classes but {name} "
+                             f"has {spec.num_classes}; evaluate on the dataset the model was trained on")
+        clean = (images, labels)
+        if cfg.generate:
+            generate_from = (images, labels)
+    return evaluate(model, None if cfg.generate else cfg.data_root, generate_from=generate_from,
+                    corruptions=cfg.corruptions, severities=cfg.severities, seed=cfg.seed,
+                    batch_size=cfg.batch_size, device=device, workers=cfg.workers, progress=cfg.progress,
+                    clean=clean, baseline=baseline, seen=seen_corruptions(model.meta),
+                    title=cfg.title or f"Corruption robustness of {cfg.checkpoint}", out_dir=out)
+
+
+@dataclass
+class MakeCResult:
+    """What :func:`make_c_from_dataset` wrote into ``out_dir``."""
+
+    out_dir: Path
+    names: list[str]             # the corruption files, in canonical order
+    severities: tuple[int, ...]  # the severity blocks of each file, in file order
+    num_images: int              # clean test images per severity block
+
+
+def make_c_from_dataset(cfg: MakeCConfig) -> MakeCResult:
+    """``auxtrain make-c``: write a CIFAR-C layout set of ``cfg.dataset``'s test split to ``cfg.out``.
+
+    A rerun with the same options verifies and skips the complete files (see
+    :func:`corruptions.make_c`); shapes is generated from ``cfg.seed`` (2,000 test images unless
+    ``cfg.test_size``).
+    """
+    from corruptions import make_c
+
+    cfg.check()
+    names = resolve_names(cfg.corruptions, what="--corruptions")
+    severities = parse_severities(cfg.severities, what="--severities")
+    device = _device(cfg.device)
+    images, labels, _ = test_split(cfg.dataset, cfg.data_root, cfg.seed, cfg.test_size)
+    out = make_c(images, labels.numpy(), cfg.out, names=names, severities=severities, seed=cfg.seed,
+                 device=device, batch_size=cfg.batch_size, profile=cfg.profile, progress=cfg.progress)
+    return MakeCResult(Path(out), names, severities, int(images.shape[0]))

@@ -6,12 +6,13 @@ Files written by :func:`write_report` into ``out_dir``:
   (severity 0 = the clean test set);
 * ``accuracy.csv``: the same rows as top-1 accuracy in percent (RobustBench-style);
 * ``report.csv``: wide table, corruption x severity errors with family, mean and seen columns;
-* ``summary.json``: the numbers of :func:`auxtrain.evaluation.mce` (NaN written as null);
+* ``summary.json``: the numbers of :func:`auxtrain.metrics.mce` (NaN written as null);
 * ``report.md``: summary table + corruption x severity table;
 * ``report.png``: error vs severity per corruption (and bars against the baseline), when
   matplotlib is installed.
 
-Everything is rendered in memory first, so a failure leaves existing files untouched.
+Everything is rendered in memory first, so a failure leaves existing files untouched. The numbers
+come from :mod:`auxtrain.metrics`; this module only formats and writes them.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from typing import Any
 
 import pandas as pd
 
+from auxtrain import metrics
 from auxtrain.run_dir import atomic_write_bytes
+from corruptions import canonical_order, get_corruption_names
 
 
 def read_errors(source: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
@@ -70,8 +73,6 @@ def summary_table(summary: dict[str, Any]) -> str:
     if "seen_mean" in summary:
         rows += [(f"seen corruptions mean ({', '.join(summary['seen']) or 'none present'})",
                   summary["seen_mean"]), ("unseen corruptions mean", summary["unseen_mean"])]
-    from corruptions import get_corruption_names
-
     complete = "yes" if summary.get("complete") else "no"
     missing = [c for c in summary.get("missing", []) if c in get_corruption_names("common")]
     if missing:
@@ -81,15 +82,12 @@ def summary_table(summary: dict[str, Any]) -> str:
 
 
 def _wide(errors: pd.DataFrame, summary: dict[str, Any], seen: Sequence[str] | None) -> pd.DataFrame:
-    from auxtrain.evaluation import _family_of, _names_in_order
-
-    family = _family_of()
-    rows = errors[errors["corruption"] != "clean"]
+    rows = errors[errors["corruption"] != metrics.CLEAN]
     table = rows.pivot(index="corruption", columns="severity", values="error")
-    table = table.reindex(_names_in_order(table.index))
+    table = table.reindex(canonical_order(table.index))
     table.columns = [f"s{int(s)}" for s in table.columns]
     table["mean"] = table.mean(axis=1)
-    table.insert(0, "family", [family.get(c, "") for c in table.index])
+    table.insert(0, "family", [metrics.family(c) or "" for c in table.index])
     if seen is not None:
         table["seen"] = [c in set(seen) for c in table.index]
     if "ce" in summary:
@@ -116,10 +114,8 @@ def _plot(errors: pd.DataFrame, baseline: pd.DataFrame | None, title: str) -> by
         warnings.warn("matplotlib is not installed: report.png is skipped (pip install matplotlib)",
                       stacklevel=3)
         return None
-    from auxtrain.evaluation import _names_in_order
-
-    rows = errors[errors["corruption"] != "clean"]
-    names = _names_in_order(set(rows["corruption"]))
+    rows = errors[errors["corruption"] != metrics.CLEAN]
+    names = canonical_order(set(rows["corruption"]))
     fig = Figure(figsize=(13 if baseline is not None else 8, 5.5))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 2 if baseline is not None else 1, 1)
@@ -162,6 +158,15 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
+def build_summary(errors: pd.DataFrame, *, baseline: pd.DataFrame | str | os.PathLike | None = None,
+                  seen: Sequence[str] | None = None, title: str = "Corruption robustness") -> dict[str, Any]:
+    """The report's summary (what ``summary.json`` holds): ``title``, the numbers of
+    :func:`auxtrain.metrics.mce` and ``missing_requested`` (requested names absent from the -C set)."""
+    base = read_errors(baseline) if baseline is not None else None
+    return {"title": title, **metrics.mce(errors, baseline=base, seen=seen),
+            "missing_requested": list(errors.attrs.get("missing", []))}
+
+
 def write_report(errors: pd.DataFrame, out_dir: str | os.PathLike, *,
                  baseline: pd.DataFrame | str | os.PathLike | None = None, seen: Sequence[str] | None = None,
                  title: str = "Corruption robustness") -> dict[str, Any]:
@@ -170,11 +175,8 @@ def write_report(errors: pd.DataFrame, out_dir: str | os.PathLike, *,
     ``baseline`` is another model's error table, report directory or errors.csv; ``seen`` the
     corruption names the model was trained on.
     """
-    from auxtrain.evaluation import mce
-
     base = read_errors(baseline) if baseline is not None else None
-    summary = mce(errors, baseline=base, seen=seen)
-    summary = {"title": title, **summary, "missing_requested": list(errors.attrs.get("missing", []))}
+    summary = build_summary(errors, baseline=base, seen=seen, title=title)
     wide = _wide(errors, summary, seen)
     long = errors[[c for c in ("corruption", "severity", "error", "n") if c in errors.columns]]
     acc = long.rename(columns={"error": "accuracy"}).assign(accuracy=100.0 - long["error"])

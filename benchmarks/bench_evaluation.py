@@ -151,13 +151,13 @@ def child(root: str, model_name: str, batch_size: int, device: str) -> None:
         return _rss_mb("VmHWM")
 
     per_file: dict[str, float] = {}
-    batches = reader.NpyCorruptedSet.batches
+    release = reader.NpyBlock.release
 
-    def recording(self, name, severity, size):  # peak RSS after each file: shows memory stays flat
-        yield from batches(self, name, severity, size)
-        per_file[name] = peak_mb()
+    def recording(self):  # peak RSS when each block is done: shows memory stays flat
+        release(self)
+        per_file[self.path.stem] = peak_mb()
 
-    reader.NpyCorruptedSet.batches = recording
+    reader.NpyBlock.release = recording
     model = build_model(model_name)
     start = _rss_mb()
     t0 = time.perf_counter()

@@ -1,4 +1,6 @@
-"""auxtrain.evaluation / auxtrain.report / auxtrain.data.corrupted and `auxtrain eval`, on tiny fixtures.
+"""auxtrain.evaluation (the runner), auxtrain.data.corrupted (the -C readers) and `auxtrain eval`.
+
+The metrics are tested in test_metrics.py and the report files in test_report.py.
 
 The fixture -C sets hold solid-colour images and the model predicts the dominant channel
 (red 0, green 1, blue 2), so the exact error of every (corruption, severity) block is known.
@@ -7,7 +9,6 @@ The fixture -C sets hold solid-colour images and the model predicts the dominant
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pandas as pd
@@ -174,17 +175,47 @@ def test_bad_c_sets_raise_errors_naming_the_file(cdir, damage, message):
         evaluation.corruption_errors(ColourModel(), cdir, progress=False)
 
 
+def test_accuracy_of_numpy_and_tensor_images():
+    images = _images(LABELS, 2)  # 2 of 6 wrong
+    assert evaluation.accuracy(ColourModel(), images, LABELS, batch_size=4) == pytest.approx(100 * 4 / 6)
+    chw = torch.from_numpy(images).permute(0, 3, 1, 2)
+    assert evaluation.accuracy(ColourModel(), chw, torch.tensor(LABELS)) == pytest.approx(100 * 4 / 6)
+    with pytest.raises(ValueError, match="labels have shape"):
+        evaluation.accuracy(ColourModel(), images, LABELS[:5])
+
+
+def test_only_one_block_is_mapped_at_a_time(cdir, monkeypatch):
+    """Reading moves block by block and unmaps each before the next: memory stays flat."""
+    live, most = set(), []
+    real_map, real_release = corrupted.NpyBlock._map, corrupted.NpyBlock.release
+
+    def mapping(self):
+        live.add(id(self))
+        most.append(len(live))
+        return real_map(self)
+
+    def release(self):
+        live.discard(id(self))
+        real_release(self)
+
+    monkeypatch.setattr(corrupted.NpyBlock, "_map", mapping)
+    monkeypatch.setattr(corrupted.NpyBlock, "release", release)
+    np.save(cdir / "clean.npy", _images(LABELS, 1))
+    evaluation.corruption_errors(ColourModel(), cdir, batch_size=4, progress=False)
+    assert most and max(most) == 1 and not live
+
+
 def test_clean_labels_must_match_the_c_set(cdir):
     with pytest.raises(ValueError, match="clean labels differ"):
         evaluation.corruption_errors(ColourModel(), cdir, clean=(_images(LABELS, 0), LABELS[::-1].copy()),
                                      progress=False)
 
 
-def test_imagenet_c_style_folders(tmp_path):
+def make_folder_c(root, clean):
+    """An ImageNet-C style tree (2 corruptions x 2 severities) and a clean folder; the expected errors."""
     from PIL import Image
 
-    root, classes = tmp_path / "IN-C", ["n01", "n02", "n03"]
-    expected = {}
+    classes, expected = ["n01", "n02", "n03"], {}
     for ci, name in enumerate(["gaussian_noise", "fog"]):
         for s in (1, 2):
             images = _images(LABELS, _wrong(ci, s))
@@ -193,96 +224,116 @@ def test_imagenet_c_style_folders(tmp_path):
                 folder.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(img).save(folder / f"{i}.png")
             expected[name, s] = 100.0 * _wrong(ci, s) / N
-    clean = tmp_path / "val"
     for i, (img, label) in enumerate(zip(_images(LABELS, 1), LABELS, strict=True)):
         (clean / classes[label]).mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(clean / classes[label] / f"{i}.png")
+    return expected
+
+
+def test_imagenet_c_style_folders(tmp_path):
+    root, clean = tmp_path / "IN-C", tmp_path / "val"
+    expected = make_folder_c(root, clean)
     errors = evaluation.corruption_errors(ColourModel(), root, batch_size=4, clean=clean, progress=False)
     assert _cells(errors) == pytest.approx(expected)
     assert errors.iloc[0]["error"] == pytest.approx(100 / 6)
 
 
-# ---- mce --------------------------------------------------------------------------------------------
+# ---- the readers as Datasets ------------------------------------------------------------------------
 
-def _table(rows):
-    return pd.DataFrame(rows, columns=["corruption", "severity", "error"])
+def test_npy_reader_exposes_each_block_as_a_dataset(cdir):
+    import pickle
 
+    from torch.utils.data import DataLoader, Dataset
 
-MODEL = _table([("clean", 0, 10), ("gaussian_noise", 1, 20), ("gaussian_noise", 2, 30), ("fog", 1, 40),
-                ("fog", 2, 50), ("saturate", 1, 60)])
-BASE = _table([("clean", 0, 20), ("gaussian_noise", 1, 40), ("gaussian_noise", 2, 40), ("fog", 1, 50),
-               ("fog", 2, 70), ("saturate", 1, 80)])
-
-
-def test_mce_matches_a_hand_computation():
-    out = evaluation.mce(MODEL, baseline=BASE, seen=["fog"])
-    assert out["mce"] == pytest.approx((20 + 30 + 40 + 50) / 4)          # benchmark corruptions only
-    assert out["mean_extra"] == pytest.approx(60)
-    assert out["mean_all"] == pytest.approx((20 + 30 + 40 + 50 + 60) / 5)
-    assert out["families"] == pytest.approx({"noise": 25, "weather": 45, "extra": 60})
-    assert out["severity_means"] == pytest.approx({1: 40, 2: 40})
-    assert out["clean_error"] == 10 and out["complete"] is False
-    assert "shot_noise" in out["missing"] and "fog" not in out["missing"]
-    # normalised CE: sum_s E / sum_s E_base
-    assert out["ce"] == pytest.approx({"gaussian_noise": 100 * 50 / 80, "fog": 100 * 90 / 120,
-                                       "saturate": 100 * 60 / 80})
-    assert out["normalized_mce"] == pytest.approx((62.5 + 75) / 2)       # over benchmark corruptions
-    # relative CE: sum_s (E - E_clean) / sum_s (E_base - E_base_clean)
-    assert out["relative_ce"]["gaussian_noise"] == pytest.approx(100 * (10 + 20) / (20 + 20))
-    assert out["relative_ce"]["fog"] == pytest.approx(100 * (30 + 40) / (30 + 50))
-    assert out["relative_mce"] == pytest.approx((75 + 87.5) / 2)
-    assert out["seen"] == ["fog"] and out["seen_mean"] == pytest.approx(45)
-    assert out["unseen_mean"] == pytest.approx((20 + 30 + 60) / 3)
+    data = corrupted.open_corrupted(cdir)
+    block = data.subset("fog", 3)
+    assert isinstance(block, Dataset) and len(block) == N
+    image, label = block[1]
+    assert image.dtype == torch.uint8 and image.shape == (3, SIZE, SIZE) and label == LABELS[1]
+    expected = torch.from_numpy(_images(LABELS, _wrong(NAMES.index("fog"), 3))).permute(0, 3, 1, 2)
+    images, labels = next(iter(DataLoader(block, batch_size=N)))
+    assert torch.equal(images, expected) and labels.tolist() == LABELS.tolist()
+    assert torch.equal(torch.stack([block[i][0] for i in (4, 0)]), expected[[4, 0]])  # any order
+    assert len(pickle.dumps(block)) < 2000  # the memory map is not pickled to DataLoader workers
 
 
-def test_mce_partial_baseline_uses_common_cells_and_nan_without_clean():
-    out = evaluation.mce(MODEL[MODEL.corruption != "clean"], baseline=BASE[~((BASE.corruption == "fog") &
-                                                                             (BASE.severity == 2))])
-    assert out["ce"]["fog"] == pytest.approx(100 * 40 / 50)             # only severity 1 in both
-    assert math.isnan(out["clean_error"]) and math.isnan(out["relative_mce"])
-    assert "seen_mean" not in out
+def test_folder_reader_exposes_each_block_as_a_dataset_and_decodes_in_workers(tmp_path):
+    root, clean = tmp_path / "IN-C", tmp_path / "val"
+    expected = make_folder_c(root, clean)
+    data = corrupted.open_corrupted(root)
+    image, label = data.subset("fog", 2)[0]
+    assert image.dtype == torch.uint8 and image.shape == (3, SIZE, SIZE) and label == LABELS[0]
+    assert len(data.subset("fog", 5)) == 0  # an absent severity folder is an empty set
+    errors = evaluation.corruption_errors(ColourModel(), root, batch_size=4, clean=clean, workers=1,
+                                          progress=False)
+    assert _cells(errors) == pytest.approx(expected) and errors.iloc[0]["error"] == pytest.approx(100 / 6)
 
 
-def test_mce_complete_benchmark():
-    from corruptions import get_corruption_names
-
-    names = get_corruption_names("common")
-    table = _table([(c, s, 10 * i + s) for i, c in enumerate(names) for s in range(1, 6)])
-    out = evaluation.mce(table)
-    assert out["complete"] is True and out["missing"] == get_corruption_names("extra")
-    assert out["mce"] == pytest.approx(np.mean([10 * i + s for i in range(15) for s in range(1, 6)]))
-    assert math.isnan(out["mean_extra"])
-    assert evaluation.mce(table.iloc[:-1])["complete"] is False
-    with pytest.raises(ValueError, match="duplicate"):
-        evaluation.mce(pd.concat([table, table.iloc[:1]]))
-
-
-# ---- reports and the CLI ----------------------------------------------------------------------------
-
-def test_write_report_files_and_baseline_from_disk(tmp_path):
-    base_dir = tmp_path / "base"
-    evaluation.write_report(BASE, base_dir)
-    summary = evaluation.write_report(MODEL, tmp_path / "rep", baseline=base_dir, seen=["fog"], title="T")
-    for name in ("errors.csv", "accuracy.csv", "report.csv", "summary.json", "report.md", "report.png"):
-        assert (tmp_path / "rep" / name).is_file(), name
-    on_disk = json.loads((tmp_path / "rep" / "summary.json").read_text())
-    assert on_disk["normalized_mce"] == pytest.approx(summary["normalized_mce"]) == pytest.approx(68.75)
-    assert on_disk["mean_extra"] == 60 and on_disk["title"] == "T"
-    acc = pd.read_csv(tmp_path / "rep" / "accuracy.csv")
-    assert acc["accuracy"].tolist() == pytest.approx((100 - MODEL["error"]).tolist())
-    md = (tmp_path / "rep" / "report.md").read_text()
-    assert "| fog | weather | 40.00 | 50.00 |" in md and "68.75" in md
-    assert not list((tmp_path / "rep").glob("*.tmp"))
+def test_corruption_typos_are_errors_naming_the_flag_and_custom_files_are_accepted(cdir):
+    with pytest.raises(ValueError, match="--corruptions='fogg' is neither a corruption nor a subset"):
+        evaluation.corruption_errors(ColourModel(), cdir, corruptions="fog,fogg", progress=False)
+    with pytest.raises(ValueError, match="--eval-corruptions='fogg'"):
+        evaluation.corruption_errors(ColourModel(), cdir, corruptions="fogg", progress=False,
+                                     flags={"corruptions": "--eval-corruptions"})
+    with pytest.raises(ValueError, match="--severities='0-2'"):
+        evaluation.corruption_errors(ColourModel(), cdir, severities="0-2", progress=False)
+    (cdir / "my_corruption.npy").write_bytes((cdir / "fog.npy").read_bytes())  # a custom -C file
+    errors = evaluation.corruption_errors(ColourModel(), cdir, corruptions="my_corruption,fog",
+                                          progress=False)
+    assert list(dict.fromkeys(errors["corruption"])) == ["fog", "my_corruption"]
+    assert _cells(errors)["my_corruption", 2] == _cells(errors)["fog", 2]
 
 
-def test_write_report_without_matplotlib_skips_the_png(tmp_path, monkeypatch):
-    import sys
+# ---- the runner -------------------------------------------------------------------------------------
 
-    monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
-    with pytest.warns(UserWarning, match="matplotlib"):
-        evaluation.write_report(MODEL, tmp_path)
-    assert (tmp_path / "report.md").is_file() and not (tmp_path / "report.png").exists()
+def test_evaluate_returns_the_table_the_summary_and_writes_the_report(cdir, tmp_path):
+    np.save(cdir / "clean.npy", _images(LABELS, 1))
+    out = tmp_path / "rep"
+    result = evaluation.evaluate(ColourModel(), cdir, corruptions="fog,gaussian_noise", severities="1-3",
+                                 batch_size=4, progress=False, seen=["fog"], title="T", out_dir=out)
+    assert isinstance(result, evaluation.EvalResult) and result.out_dir == out and result.root == cdir
+    assert _cells(result.errors) == pytest.approx(_expected(["gaussian_noise", "fog"], [1, 2, 3]))
+    assert result.errors.iloc[0]["corruption"] == "clean"
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["title"] == "T" and on_disk["seen"] == ["fog"]
+    assert on_disk["mce"] == pytest.approx(result.summary["mce"])
+    assert result.summary["mce"] == pytest.approx(np.mean(list(_expected(["gaussian_noise", "fog"],
+                                                                         [1, 2, 3]).values())))
+    for name in ("errors.csv", "accuracy.csv", "report.csv", "report.md"):
+        assert (out / name).is_file()
+    alone = evaluation.evaluate(ColourModel(), cdir, corruptions="fog", progress=False)  # no out_dir
+    assert alone.out_dir is None and alone.summary["families"] == pytest.approx(
+        {"weather": np.mean([_expected()["fog", s] for s in range(1, 6)])})
 
+
+def test_evaluate_generates_caches_and_evaluates_a_c_set(tmp_path):
+    images = torch.from_numpy(np.concatenate([_images(LABELS, 0)] * 2)).permute(0, 3, 1, 2)
+    labels = np.concatenate([LABELS, LABELS])
+    out = tmp_path / "rep"
+    kw = dict(generate_from=(images, labels), corruptions="contrast", severities="1,5", seed=0,
+              progress=False, out_dir=out)
+    result = evaluation.evaluate(ColourModel(), **kw)
+    assert result.root == out / "corrupted_test"
+    assert result.errors["corruption"].tolist() == ["clean", "contrast", "contrast"]
+    assert result.errors["severity"].tolist() == [0, 1, 5] and result.summary["clean_error"] == 0
+    files = {p.name: p.stat().st_mtime_ns for p in result.root.iterdir()}
+    again = evaluation.evaluate(ColourModel(), **kw)
+    assert {p.name: p.stat().st_mtime_ns for p in again.root.iterdir()} == files  # cached
+    assert again.errors.equals(result.errors)
+
+
+def test_evaluate_needs_one_source_and_reads_the_baseline_first(cdir, tmp_path):
+    with pytest.raises(ValueError, match="not neither"):
+        evaluation.evaluate(ColourModel(), progress=False)
+    with pytest.raises(ValueError, match="not both"):
+        evaluation.evaluate(ColourModel(), cdir, generate_from=(_images(LABELS, 0), LABELS), progress=False)
+    with pytest.raises(ValueError, match="nowhere"):
+        evaluation.evaluate(ColourModel(), cdir, baseline=tmp_path / "nowhere", out_dir=tmp_path / "rep",
+                            progress=False)
+    assert not (tmp_path / "rep").exists()
+
+
+# ---- the CLI -----------------------------------------------------------------------------------------
 
 def _export(path, **meta):
     _register_colour_model()
@@ -357,3 +408,74 @@ def test_generate_corrupted_testset_is_cached_and_evaluated(tmp_path):
     errors = evaluation.corruption_errors(ColourModel(), root, progress=False)
     assert errors["corruption"].tolist() == ["clean", "contrast", "contrast"]
     assert errors["severity"].tolist() == [0, 1, 5] and errors.iloc[0]["error"] == 0
+
+
+def _yaml(path, **options):
+    import yaml
+
+    path.write_text(yaml.safe_dump({k.replace("_", "-"): v for k, v in options.items()}))
+    return path
+
+
+def test_cli_eval_reads_a_config_file_and_flags_override_it(cdir, tmp_path, monkeypatch):
+    from auxtrain.eval_config import EvalConfig
+
+    ckpt = _export(tmp_path / "m.pt")
+    configs = []
+    real = evaluation.run_eval
+    monkeypatch.setattr(evaluation, "run_eval", lambda cfg: configs.append(cfg) or real(cfg))
+    conf = _yaml(tmp_path / "eval.yaml", checkpoint=str(ckpt), data_root=str(cdir), out=str(tmp_path / "r"),
+                 batch_size=8, corruptions="fog", device="cpu", progress=False)
+    assert main(["eval", "-c", str(conf)]) == 0
+    assert main(["eval", "-c", str(conf), "--batch-size", "5", "--out", str(tmp_path / "r2")]) == 0
+    assert [c.batch_size for c in configs] == [8, 5] and configs[1].out == str(tmp_path / "r2")
+    assert configs[0] == EvalConfig(checkpoint=str(ckpt), data_root=str(cdir), out=str(tmp_path / "r"),
+                                    batch_size=8, corruptions="fog", device="cpu", progress=False)
+    assert pd.read_csv(tmp_path / "r2" / "errors.csv")["corruption"].unique().tolist() == ["fog"]
+
+
+def test_cli_eval_config_and_flag_errors_name_the_option(cdir, tmp_path, capsys):
+    ckpt = _export(tmp_path / "m.pt")
+    out = ["--out", str(tmp_path / "r"), "--no-progress"]
+    bad = _yaml(tmp_path / "bad.yaml", batch_sise=8)
+    cases = [(["-c", str(bad)], "unknown eval option(s) batch_sise"),
+             (["--data-root", str(cdir), *out], "--checkpoint is required"),
+             (["--checkpoint", str(ckpt), "--data-root", str(cdir), "--corruptions", "fogg", *out],
+              "--corruptions='fogg' is neither"),
+             (["--checkpoint", str(ckpt), "--data-root", str(cdir), "--severities", "2-1", *out],
+              "--severities='2-1'"),
+             (["--checkpoint", str(ckpt), "--data-root", str(cdir), "--device", "gpu9", *out],
+              "--device 'gpu9'"),
+             (["--checkpoint", str(ckpt), "--data-root", str(cdir), "--batch-size", "0", *out],
+              "--batch-size 0 must be a positive integer"),
+             (["--checkpoint", str(ckpt), *out], "--data-root DIR (the -C folder) is required")]
+    for argv, message in cases:
+        assert main(["eval", *argv]) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert not (tmp_path / "r").exists()
+
+
+def test_eval_and_make_c_flags_are_the_config_fields():
+    """Each EvalConfig / MakeCConfig field is a flag; without flags the defaults; a flag sets its field."""
+    import dataclasses
+    import typing
+
+    from auxtrain.cli import _config_from, build_parser
+    from auxtrain.eval_config import EvalConfig, MakeCConfig
+
+    parser = build_parser()
+    for command, cls in (("eval", EvalConfig), ("make-c", MakeCConfig)):
+        assert _config_from(cls, parser.parse_args([command]), command) == cls()
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            flag, kind = "--" + f.name.replace("_", "-"), hints[f.name]
+            choices = [a for a in typing.get_args(typing.get_args(kind)[0] if f.default is None else kind)
+                       if isinstance(a, str) and a != f.default]
+            if kind is bool:
+                argv = ["--no-" + flag[2:]] if f.default else [flag]
+            elif choices:
+                argv = [flag, choices[-1]]
+            else:
+                argv = [flag, "3" if int in (kind, *typing.get_args(kind)) else "x"]
+            parsed = _config_from(cls, parser.parse_args([command, *argv]), command)
+            assert getattr(parsed, f.name) != f.default, (command, f.name)

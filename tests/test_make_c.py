@@ -244,3 +244,27 @@ def test_cli_make_c_writes_the_layout_and_reports_bad_flags(tmp_path, capsys):
     assert main([*argv, "--severities", "0-2"]) == 2
     assert main(["make-c", "--dataset", "cifar10", "--out", str(tmp_path / "x")]) == 2
     assert "--data-root" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # imports auxtrain.data (torchvision datasets), like the test above
+def test_cli_make_c_reads_a_config_file_and_flags_override_it(tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from auxtrain.cli import main
+
+    conf = tmp_path / "make_c.yaml"
+    conf.write_text(yaml.safe_dump({"dataset": "shapes", "test-size": 12, "corruptions": "contrast",
+                                    "severities": "1", "batch-size": 8, "device": "cpu", "progress": False,
+                                    "out": str(tmp_path / "a")}))
+    assert main(["make-c", "-c", str(conf)]) == 0
+    assert json.loads((tmp_path / "a" / "make_c.json").read_text())["batch_size"] == 8
+    assert main(["make-c", "-c", str(conf), "--batch-size", "4", "--out", str(tmp_path / "b")]) == 0
+    assert json.loads((tmp_path / "b" / "make_c.json").read_text())["batch_size"] == 4
+    assert "wrote 1 corruption files of 12 images (severities 1)" in capsys.readouterr().out
+    conf.write_text(yaml.safe_dump({"dataset": "shapes", "sevrities": "1"}))
+    assert main(["make-c", "-c", str(conf), "--out", str(tmp_path / "c")]) == 2
+    assert "unknown make-c option(s) sevrities" in capsys.readouterr().err
+    assert main(["make-c", "--out", str(tmp_path / "c")]) == 2
+    assert "--dataset is required" in capsys.readouterr().err

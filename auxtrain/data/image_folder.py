@@ -42,6 +42,24 @@ def find_classes(directory: str | os.PathLike) -> tuple[str, ...]:
     return classes
 
 
+def find_images(directory: str | os.PathLike, classes: tuple[str, ...]) -> list[tuple[str, int]]:
+    """``(path, label)`` of the image files in ``directory/<class>/``, label = index in ``classes``.
+
+    Files are sorted per class; a class without a folder contributes nothing.
+    """
+    samples: list[tuple[str, int]] = []
+    for label, name in enumerate(classes):
+        folder = Path(directory) / name
+        if not folder.is_dir():
+            continue
+        files = sorted(
+            e.path for e in os.scandir(folder)
+            if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS)
+        )
+        samples.extend((f, label) for f in files)
+    return samples
+
+
 def load_image(path: str | os.PathLike) -> torch.Tensor:
     """Decodes an image file to a uint8 RGB tensor (3, H, W) with Pillow.
 
@@ -124,16 +142,7 @@ class ImageFolderDataset(Dataset):
             )
         self.classes = tuple(classes)
         self.train, self.image_size, self.seed, self.epoch = train, image_size, seed, 0
-        self.samples: list[tuple[str, int]] = []
-        for label, name in enumerate(self.classes):
-            folder = self.root / name
-            if not folder.is_dir():
-                continue
-            files = sorted(
-                e.path for e in os.scandir(folder)
-                if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS)
-            )
-            self.samples.extend((f, label) for f in files)
+        self.samples = find_images(self.root, self.classes)
         if not self.samples:
             raise DatasetNotFoundError(
                 f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {self.root}/<class>/"

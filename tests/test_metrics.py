@@ -1,0 +1,124 @@
+"""auxtrain.metrics: every summary number against a hand computation on small error tables."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from auxtrain import evaluation, metrics
+
+
+def _table(rows):
+    return pd.DataFrame(rows, columns=["corruption", "severity", "error"])
+
+
+MODEL = _table([("clean", 0, 10), ("gaussian_noise", 1, 20), ("gaussian_noise", 2, 30), ("fog", 1, 40),
+                ("fog", 2, 50), ("saturate", 1, 60)])
+BASE = _table([("clean", 0, 20), ("gaussian_noise", 1, 40), ("gaussian_noise", 2, 40), ("fog", 1, 50),
+               ("fog", 2, 70), ("saturate", 1, 80)])
+
+
+def test_mce_matches_a_hand_computation():
+    out = evaluation.mce(MODEL, baseline=BASE, seen=["fog"])
+    assert out["mce"] == pytest.approx((20 + 30 + 40 + 50) / 4)          # benchmark corruptions only
+    assert out["mean_extra"] == pytest.approx(60)
+    assert out["mean_all"] == pytest.approx((20 + 30 + 40 + 50 + 60) / 5)
+    assert out["families"] == pytest.approx({"noise": 25, "weather": 45, "extra": 60})
+    assert out["severity_means"] == pytest.approx({1: 40, 2: 40})
+    assert out["clean_error"] == 10 and out["complete"] is False
+    assert "shot_noise" in out["missing"] and "fog" not in out["missing"]
+    # normalised CE: sum_s E / sum_s E_base
+    assert out["ce"] == pytest.approx({"gaussian_noise": 100 * 50 / 80, "fog": 100 * 90 / 120,
+                                       "saturate": 100 * 60 / 80})
+    assert out["normalized_mce"] == pytest.approx((62.5 + 75) / 2)       # over benchmark corruptions
+    # relative CE: sum_s (E - E_clean) / sum_s (E_base - E_base_clean)
+    assert out["relative_ce"]["gaussian_noise"] == pytest.approx(100 * (10 + 20) / (20 + 20))
+    assert out["relative_ce"]["fog"] == pytest.approx(100 * (30 + 40) / (30 + 50))
+    assert out["relative_mce"] == pytest.approx((75 + 87.5) / 2)
+    assert out["seen"] == ["fog"] and out["seen_mean"] == pytest.approx(45)
+    assert out["unseen_mean"] == pytest.approx((20 + 30 + 60) / 3)
+
+
+def test_mce_partial_baseline_uses_common_cells_and_nan_without_clean():
+    out = evaluation.mce(MODEL[MODEL.corruption != "clean"], baseline=BASE[~((BASE.corruption == "fog") &
+                                                                             (BASE.severity == 2))])
+    assert out["ce"]["fog"] == pytest.approx(100 * 40 / 50)             # only severity 1 in both
+    assert math.isnan(out["clean_error"]) and math.isnan(out["relative_mce"])
+    assert "seen_mean" not in out
+
+
+def test_mce_complete_benchmark():
+    from corruptions import get_corruption_names
+
+    names = get_corruption_names("common")
+    table = _table([(c, s, 10 * i + s) for i, c in enumerate(names) for s in range(1, 6)])
+    out = evaluation.mce(table)
+    assert out["complete"] is True and out["missing"] == get_corruption_names("extra")
+    assert out["mce"] == pytest.approx(np.mean([10 * i + s for i in range(15) for s in range(1, 6)]))
+    assert math.isnan(out["mean_extra"])
+    assert evaluation.mce(table.iloc[:-1])["complete"] is False
+    with pytest.raises(ValueError, match="duplicate"):
+        evaluation.mce(pd.concat([table, table.iloc[:1]]))
+
+
+def test_evaluation_mce_is_the_metrics_function():
+    assert evaluation.mce is metrics.mce
+
+
+def test_cells_and_clean_error_split_the_table():
+    assert metrics.cells(MODEL) == {("gaussian_noise", 1): 20, ("gaussian_noise", 2): 30, ("fog", 1): 40,
+                                    ("fog", 2): 50, ("saturate", 1): 60}
+    assert metrics.clean_error(MODEL) == 10
+    assert math.isnan(metrics.clean_error(MODEL.iloc[1:]))
+
+
+def test_each_mean_by_hand():
+    cells = metrics.cells(MODEL)
+    assert metrics.benchmark_mean(cells) == pytest.approx(35)
+    assert metrics.extra_mean(cells) == pytest.approx(60)
+    assert metrics.mean_all(cells) == pytest.approx(40)
+    assert list(metrics.family_means(cells)) == ["noise", "weather", "extra"]  # benchmark order
+    assert metrics.severity_means({("fog", 1): 10, ("fog", 3): 30, ("snow", 3): 50}) == {1: 10, 3: 40}
+    assert math.isnan(metrics.benchmark_mean({}))                            # a mean of nothing is NaN
+
+
+def test_custom_corruptions_count_in_the_overall_mean_only():
+    cells = {("fog", 1): 40.0, ("my_blur", 1): 80.0}
+    assert metrics.family("my_blur") is None and metrics.family("fog") == "weather"
+    assert metrics.family_means(cells) == {"weather": 40}
+    assert metrics.mean_all(cells) == pytest.approx(60)
+    assert metrics.benchmark_mean(cells) == 40
+
+
+def test_normalized_and_relative_ce_by_hand():
+    ours, base = {("fog", 1): 30.0, ("fog", 2): 50.0}, {("fog", 1): 40.0, ("fog", 2): 60.0, ("snow", 1): 9.0}
+    assert metrics.normalized_ce(ours, base) == pytest.approx({"fog": 100 * 80 / 100})
+    assert metrics.relative_ce(ours, 10.0, base, 20.0) == pytest.approx({"fog": 100 * (20 + 40) / (20 + 40)})
+    assert metrics.relative_ce(ours, math.nan, base, 20.0) == {}
+    assert math.isnan(metrics.normalized_ce(ours, {("fog", 1): 0.0})["fog"])  # baseline never wrong
+
+
+def test_completeness_and_missing():
+    from corruptions import get_corruption_names
+
+    full = {(c, s): 1.0 for c in get_corruption_names("common") for s in range(1, 6)}
+    assert metrics.is_complete(full) and metrics.missing(full) == get_corruption_names("extra")
+    del full["fog", 3]
+    assert not metrics.is_complete(full)
+
+
+def test_seen_means_by_hand():
+    cells = metrics.cells(MODEL)
+    assert metrics.seen_means(cells, ["saturate", "gaussian_noise", "snow"]) == {
+        "seen": ["gaussian_noise", "saturate"], "seen_mean": pytest.approx(110 / 3),
+        "unseen_mean": pytest.approx(45)}
+
+
+def test_check_errors_rejects_other_objects():
+    with pytest.raises(ValueError, match="columns corruption, severity, error"):
+        metrics.check_errors(pd.DataFrame({"name": ["fog"]}))
+    with pytest.raises(ValueError, match="baseline must be"):
+        metrics.mce(MODEL, baseline=[1, 2])
