@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import types
 from collections.abc import Sequence
 
 EPILOG_FIT = """example:
@@ -54,8 +53,6 @@ class UserError(Exception):
 
 
 def _add_fit(sub: argparse._SubParsersAction) -> None:
-    from auxtrain._flags import add_dataclass_arguments
-    from auxtrain.config import add_config_file_argument
     from auxtrain.train_config import TrainConfig
 
     p = sub.add_parser(
@@ -65,8 +62,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
                     "-c/--config FILE (YAML or TOML, same names), then the flags.",
         epilog=EPILOG_FIT, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_config_file_argument(p)
-    add_dataclass_arguments(p, TrainConfig)  # one flag per TrainConfig field, its help in the field
+    _add_config_flags(p, TrainConfig)  # one flag per TrainConfig field, its help in the field
     p.set_defaults(run=_run_fit)
 
 
@@ -121,48 +117,19 @@ def _run_fit(args: argparse.Namespace) -> int:
 
 
 def _add_config_flags(p: argparse.ArgumentParser, cls) -> None:
-    """One flag per field of dataclass ``cls`` (``a_b`` -> ``--a-b``), from its field metadata.
+    """``-c/--config FILE`` and one flag per field of the config dataclass ``cls``."""
+    from auxtrain._flags import add_dataclass_arguments
+    from auxtrain.config import add_config_file_argument
 
-    Unset flags stay absent from the parsed namespace (``argument_default=SUPPRESS`` on ``p``), so
-    the values of a ``-c`` file and the field defaults apply under them.
-    """
-    import dataclasses
-    import typing
-
-    p.add_argument("-c", "--config", metavar="FILE", help="YAML or TOML file of options, the flag names as "
-                   "keys (flags override it)")
-    hints = typing.get_type_hints(cls)
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for f in dataclasses.fields(cls):
-        meta, kind = f.metadata, hints[f.name]
-        base = kind
-        if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None -> X
-            (base,) = [a for a in typing.get_args(kind) if a is not type(None)]
-        kw: dict = {"help": meta["help"]}
-        if f.default is not None and f.default is not False:
-            kw["help"] += f" (default: {'on' if f.default is True else f.default})"
-        if "metavar" in meta:
-            kw["metavar"] = meta["metavar"]
-        if base is bool:
-            kw["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(base) is typing.Literal:
-            kw["choices"] = typing.get_args(base)
-        else:
-            kw["type"] = base
-        group = groups.setdefault(meta["group"], p.add_argument_group(meta["group"]))
-        group.add_argument("--" + f.name.replace("_", "-"), **kw)
+    add_config_file_argument(p)
+    add_dataclass_arguments(p, cls)
 
 
 def _config_from(cls, args: argparse.Namespace, command: str):
     """``cls`` from its defaults < the ``-c`` file < the flags given."""
-    import dataclasses
+    from auxtrain.config import config_from_args
 
-    from auxtrain.config import load_config_file, merge_config
-
-    names = {f.name for f in dataclasses.fields(cls)}
-    flags = {k: v for k, v in vars(args).items() if k in names}
-    from_file = load_config_file(args.config) if getattr(args, "config", None) else {}
-    return merge_config(cls, from_file, flags, source=command)
+    return config_from_args(cls, args, source=command)
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
@@ -174,7 +141,6 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                     "Options come from the defaults, then -c/--config FILE (YAML or TOML, same names), "
                     "then the flags.",
         epilog=EPILOG_EVAL, formatter_class=argparse.RawDescriptionHelpFormatter,
-        argument_default=argparse.SUPPRESS,
     )
     _add_config_flags(p, EvalConfig)
     p.set_defaults(run=_run_eval)
@@ -207,7 +173,6 @@ def _add_make_c(sub: argparse._SubParsersAction) -> None:
                     "Options come from the defaults, then -c/--config FILE (YAML or TOML, same names), "
                     "then the flags.",
         epilog=EPILOG_MAKE_C, formatter_class=argparse.RawDescriptionHelpFormatter,
-        argument_default=argparse.SUPPRESS,
     )
     _add_config_flags(p, MakeCConfig)
     p.set_defaults(run=_run_make_c)

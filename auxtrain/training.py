@@ -373,23 +373,21 @@ def _finish(cfg: TrainConfig, run: RunDir, job: _Job, branches, test_ds, test_lo
 
 def _robustness(cfg: TrainConfig, run: RunDir, test_ds, device: torch.device, seen: list[str]):
     """Corruption errors of the exported model on ``eval_root`` or a -C set generated from the test split."""
-    from auxtrain import evaluation
     from auxtrain.data import seeded_subset
+    from auxtrain.evaluation import evaluate
     from auxtrain.export import load_model
-    from corruptions import parse_severities, resolve_names
 
-    root = cfg.eval_root
-    names = resolve_names(cfg.eval_corruptions, what="--eval-corruptions")
-    severities = list(parse_severities(cfg.eval_severities, what="--eval-severities"))
-    if root is None:
+    generate_from = None
+    if cfg.eval_root is None:  # corrupted copies of the test (or validation) images, cached in the run
         ds = seeded_subset(test_ds, cfg.eval_size, cfg.eval_seed)
         images, labels = zip(*(ds[i] for i in range(len(ds))), strict=True)
-        root = evaluation.generate_corrupted_testset(torch.stack(images), torch.as_tensor(labels),
-                                                     run.path / "corrupted_test", names=names,
-                                                     severities=severities, seed=cfg.eval_seed, device=device)
-    errors = evaluation.corruption_errors(load_model(run.model_path, device=device), root, names, severities,
-                                          device=device, progress=cfg.progress)
+        generate_from = (torch.stack(images), torch.as_tensor(labels))
     method = f"{cfg.mode}, corruptions: {cfg.corruptions}" if seen else "standard training"
     method += "; validation split" if cfg.val_size else ""
-    evaluation.write_report(errors, run.path, seen=seen, title=f"{cfg.dataset} {cfg.model} ({method})")
-    return errors
+    result = evaluate(load_model(run.model_path, device=device), cfg.eval_root, generate_from=generate_from,
+                      corruptions=cfg.eval_corruptions, severities=cfg.eval_severities, seed=cfg.eval_seed,
+                      device=device, workers=cfg.workers, progress=cfg.progress, seen=seen,
+                      title=f"{cfg.dataset} {cfg.model} ({method})", out_dir=run.path,
+                      flags={"root": "--eval-root", "corruptions": "--eval-corruptions",
+                             "severities": "--eval-severities"})
+    return result.errors

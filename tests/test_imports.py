@@ -16,8 +16,6 @@ import auxtrain
 ROOT = Path(auxtrain.__file__).resolve().parent.parent
 HEAVY = ("torch", "torchvision", "numpy", "pandas")
 COMMANDS = ["fit", "eval", "make-c", "list-models", "list-corruptions"]
-# evaluation.py <-> report.py import each other today (inside functions); being fixed separately.
-KNOWN_CYCLES = [frozenset({"auxtrain.evaluation", "auxtrain.report"})]
 
 
 def _python(code: str, *, drop_env: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
@@ -198,10 +196,5 @@ def test_import_graph_sees_relative_and_lazy_imports():
 
 
 def test_no_import_cycles():
-    unexpected = [sorted(c) for c in import_cycles(import_graph()) if c not in KNOWN_CYCLES]
-    assert not unexpected, f"import cycles: {unexpected}"
-
-
-@pytest.mark.xfail(strict=False, reason="evaluation.py <-> report.py, being removed in another branch")
-def test_known_evaluation_report_cycle_is_gone():
-    assert not import_cycles(import_graph())
+    cycles = [sorted(c) for c in import_cycles(import_graph())]
+    assert not cycles, f"import cycles: {cycles}"
