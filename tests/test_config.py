@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -12,7 +13,13 @@ import yaml
 
 from auxtrain._flags import add_dataclass_arguments, flag_name
 from auxtrain.cli import _fit_config, build_parser, main
-from auxtrain.config import add_config_file_argument, check_choices, config_from_args
+from auxtrain.config import (
+    add_config_file_argument,
+    check_choices,
+    config_from_args,
+    load_config_file,
+    merge_config,
+)
 from auxtrain.train_config import DATASET_DEFAULTS, TrainConfig, saved_run_options
 
 
@@ -166,3 +173,53 @@ def test_resume_layers_the_saved_run_under_file_and_flags(tmp_path):
     assert (cfg.seed, cfg.lr, cfg.epochs, cfg.resume, cfg.overwrite) == (7, 0.2, 6, True, False)
     fresh = _fit_config(_fit_parser().parse_args(["--out", str(run)]))  # no --resume: no saved layer
     assert (fresh.seed, fresh.lr, fresh.epochs) == (0, None, None)
+
+
+# ---------------------------------------------------------------- config files and TrainConfig
+
+
+@dataclasses.dataclass
+class _FileCfg:
+    epochs: int = 10
+    data_root: str | None = None
+    lr: float = 0.1
+
+
+@pytest.mark.parametrize("suffix,text", [(".yaml", "epochs: 3\ndata-root: d\n"),
+                                         (".toml", 'epochs = 3\ndata_root = "d"\n')])
+def test_config_file_precedence_defaults_file_flags(tmp_path, suffix, text):
+    path = tmp_path / f"c{suffix}"
+    path.write_text(text)
+    cfg = merge_config(_FileCfg, load_config_file(path), {"lr": 0.5})
+    assert cfg == _FileCfg(epochs=3, data_root="d", lr=0.5)
+    assert merge_config(_FileCfg, load_config_file(path), {"epochs": 7}).epochs == 7
+
+
+def test_config_file_rejects_unknown_keys_with_the_valid_names(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("epocs: 3\n")
+    with pytest.raises(ValueError, match=r"option\(s\) epocs; valid options: data_root, epochs, lr"):
+        merge_config(_FileCfg, load_config_file(path))
+    with pytest.raises(ValueError, match="does not exist"):
+        load_config_file(tmp_path / "missing.yaml")
+    (tmp_path / "c.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"\.yaml, \.yml or \.toml"):
+        load_config_file(tmp_path / "c.json")
+    (tmp_path / "bad.yaml").write_text("a: [1,\n")
+    with pytest.raises(ValueError, match="could not be parsed"):
+        load_config_file(tmp_path / "bad.yaml")
+
+
+def test_train_config_defaults_follow_the_recipe():
+    from auxtrain.training import TrainConfig
+
+    cfg = TrainConfig(dataset="cifar100").resolved()
+    assert (cfg.lr, cfg.momentum, cfg.weight_decay, cfg.batch_size, cfg.epochs) == (0.1, 0.9, 5e-4, 128, 210)
+    assert (cfg.alpha, cfg.beta, cfg.temperature, cfg.gamma, cfg.nesterov) == (0.05, 0.05, 1.0, 1.0, False)
+    shapes = TrainConfig().resolved()
+    assert shapes.model == "resnet20" and shapes.epochs <= 20 and shapes.out.startswith("runs")
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
+        TrainConfig(dataset="mnist").resolved()
+    with pytest.raises(ValueError, match="mode must be one of auxiliary, augment"):
+        TrainConfig(mode="naive").resolved()
+    assert math.isclose(TrainConfig(epochs=7).resolved().epochs, 7)
