@@ -13,7 +13,7 @@ Runs go through the real CLI (`python -m auxtrain fit ...`), `--jobs` at a time,
 `--threads` intra-op threads (on 2 cores, two 1-thread runs beat one 2-thread run).
 
     python ../shared/data/build_cifar10.py ~/data      # real CIFAR-10 pickles (JPEG-sourced pixels)
-    python benchmarks/robustness.py --data-root ~/data --out runs/robustness --preset cpu
+    python benchmarks/robustness/cifar10.py --data-root ~/data --out runs/robustness --preset cpu
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def write_markdown(results: list[dict], args: argparse.Namespace, preset: dict, 
         "branches train on and the rest (standard training has none, so all 19 are unseen); noise+blur / "
         "other mean: the same split for every method (the seven noise and blur corruptions, the other 12).",
         "",
-        f"Command: `python benchmarks/robustness.py {' '.join(sys.argv[1:])}`", "",
+        f"Command: `python benchmarks/robustness/cifar10.py {' '.join(sys.argv[1:])}`", "",
         "## Mean ± standard deviation over seeds", "", markdown_table(seed_summary(table), index=True), "",
         "## Every run", "", markdown_table(table), "",
         "## Mean error over severities, per corruption", "", markdown_table(per_corruption, index=True), "",

@@ -11,7 +11,7 @@ and seeds, changing one thing; all are evaluated on one shapes-C set made by `au
   k4                the same seven corruptions split into four branches
   standard, augment the two baselines (no corruption; corrupted copies in the main batch)
 
-    python benchmarks/ablations_shapes.py --out runs/ablations --seeds 0,1,2
+    python benchmarks/robustness/ablations_shapes.py --out runs/ablations --seeds 0,1,2
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from robustness import markdown_table, noise_blur_split, run_fit, seed_summary  # same folder
+from cifar10 import markdown_table, noise_blur_split, run_fit, seed_summary  # same folder
 
 from auxtrain.run_dir import atomic_write_text
 
@@ -119,7 +119,7 @@ def main() -> None:
         "mean ± standard deviation over the seeds (lower is better). "
         "Noise+blur mean = the seven noise and blur corruptions every auxiliary variant trains on; "
         "other mean = the remaining twelve (unseen by every variant).", "",
-        f"Command: `python benchmarks/ablations_shapes.py {' '.join(sys.argv[1:])}`", "",
+        f"Command: `python benchmarks/robustness/ablations_shapes.py {' '.join(sys.argv[1:])}`", "",
         "## Mean ± std over seeds (a single value where only one seed ran)", "",
         markdown_table(summary, index=True), "",
         "## Paired with the full method (variant minus full on the same seed; positive = full is better)", "",

@@ -14,9 +14,9 @@ uint8 (B, 3, 32, 32) augmented batches (random crop 32 with 4-pixel zero padding
 Pipelines are timed round-robin (one pass each per round) so load changes on a shared machine hit
 them alike; the median pass time is reported, with images per second and the ratio to per_image.
 
-    python benchmarks/bench_data_loader.py            # shapes train split (10,000 images), 5 rounds
-    python benchmarks/bench_data_loader.py --quick    # 2,000 images, 3 rounds (~1 minute or less)
-    python benchmarks/bench_data_loader.py --cifar-root DIR   # CIFAR-10 train (50,000) from DIR
+    python benchmarks/speed/bench_data_loader.py            # shapes train split (10,000 images), 5 rounds
+    python benchmarks/speed/bench_data_loader.py --quick    # 2,000 images, 3 rounds (~1 minute or less)
+    python benchmarks/speed/bench_data_loader.py --cifar-root DIR   # CIFAR-10 train (50,000) from DIR
 
 Writes benchmarks/results/data_loader_speed.md (command, date, torch version, machine, numbers).
 
@@ -45,6 +45,8 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 
 from auxtrain.data import augment_batch, build_datasets, make_loader  # noqa: E402
+
+RESULT = Path(__file__).resolve().parents[1] / "results" / "data_loader_speed.md"
 
 
 class _PerImage(Dataset):
@@ -110,7 +112,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="2,000 images, 3 rounds")
     parser.add_argument("--cifar-root", default=None, help="time CIFAR-10 train from this data root instead")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "data_loader_speed.md"))
+    parser.add_argument("--out", default=str(RESULT))
     args = parser.parse_args(argv)
     if args.cifar_root:
         ds, _, _ = build_datasets("cifar10", args.cifar_root)

@@ -14,8 +14,8 @@ Configurations are timed round-robin (one step each per round) so load changes o
 machine hit them alike; the best (minimum) step time per configuration is reported, as timeit
 recommends: it is the run least disturbed by other processes.
 
-    python benchmarks/bench_auxiliary_step.py            # full: batch 128, 3 timed rounds (~10 min CPU)
-    python benchmarks/bench_auxiliary_step.py --quick    # batch 16, 2 timed rounds (~1-2 min CPU)
+    python benchmarks/speed/bench_auxiliary_step.py            # full: batch 128, 3 timed rounds (~10 min CPU)
+    python benchmarks/speed/bench_auxiliary_step.py --quick    # batch 16, 2 timed rounds (~1-2 min CPU)
 
 Writes benchmarks/results/auxiliary_step_speed.md (command, date, torch version, machine, numbers).
 Memory: resnet18 with K=4 at batch 128 holds activations of 640 images (several GB on CPU).
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--quick", action="store_true", help="batch 16, 2 timed rounds (a minute or two)")
-    default_out = Path(__file__).parent / "results" / "auxiliary_step_speed.md"
+    default_out = Path(__file__).resolve().parents[1] / "results" / "auxiliary_step_speed.md"
     parser.add_argument("--out", type=Path, default=default_out, help="Markdown result file")
     args = parser.parse_args(argv)
     if args.quick:

@@ -10,7 +10,7 @@ on training images plus their corrupted views (the mixture augmentation's statis
 without retraining). If a method's error falls much more than another's when BN sees the right
 statistics, its features handle the corruption but its running statistics do not fit it.
 
-    python benchmarks/bn_statistics.py --c-root runs/robustness/CIFAR-10-C --data-root ~/data \\
+    python benchmarks/robustness/bn_statistics.py --c-root runs/robustness/CIFAR-10-C --data-root ~/data \\
         --runs runs/robustness/standard-seed0,runs/robustness/auxiliary-seed0 --result bn.md
 """
 
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from robustness import markdown_table, noise_blur_split, seed_summary  # same folder
+from cifar10 import markdown_table, noise_blur_split, seed_summary  # same folder
 from torch import nn
 
 from auxtrain.data import build_datasets
@@ -117,7 +117,7 @@ def main() -> None:
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Machine: {platform.machine()}, "
         f"{os.cpu_count()} CPU cores; torch {torch.__version__}. -C set: `{args.c_root}`; batches of "
         f"{args.batch_size} images of one corruption and severity. Errors in percent (lower is better).", "",
-        f"Command: `python benchmarks/bn_statistics.py {' '.join(sys.argv[1:])}`", "",
+        f"Command: `python benchmarks/robustness/bn_statistics.py {' '.join(sys.argv[1:])}`", "",
         "## Mean ± standard deviation over seeds", "",
         markdown_table(summary, index=True), "",
         "## Every run", "", markdown_table(table.drop(columns=["method", "seed"])), ""])

@@ -12,9 +12,10 @@ alike; the median round is reported. Images: the 1,000 lossless CIFAR-10 test im
 /work/shared/data when present (else smooth synthetic images); the 224 px images are those upsampled.
 imagecorruptions needs setuptools<81 (pkg_resources); corruptions it cannot run are marked.
 
-    python benchmarks/bench_corruptions.py            # 3 rounds; make_c on 10,000 images (~3 GB temp)
-    python benchmarks/bench_corruptions.py --quick    # 1 round, smaller samples; make_c on 1,000 images,
-                                                      # extrapolated linearly to 10,000 (and says so)
+    python benchmarks/speed/bench_corruptions.py          # 3 rounds; make_c on 10,000 images (~3 GB temp)
+    python benchmarks/speed/bench_corruptions.py --quick  # 1 round, smaller samples; make_c on 1,000
+                                                          # images, extrapolated linearly to 10,000
+                                                          # (and says so)
 
 Writes benchmarks/results/corruption_speed.md (command, date, torch version, machine, numbers).
 OMP_WAIT_POLICY defaults to PASSIVE (set before torch is imported): with OpenMP's default
@@ -46,7 +47,7 @@ import corruptions  # noqa: E402
 from corruptions import corrupt, get_corruption_names, make_c  # noqa: E402
 
 CIFAR_SUBSET = Path("/work/shared/data/cifar10_lossless_subset.npz")
-RESULT = Path(__file__).resolve().parent / "results" / "corruption_speed.md"
+RESULT = Path(__file__).resolve().parents[1] / "results" / "corruption_speed.md"
 
 
 def load_images(n: int) -> tuple[np.ndarray, str]:

@@ -9,11 +9,13 @@ LR) on the shapes train split, then reports clean test accuracy and accuracy on 
 corrupted by each corruption (corruptions.corrupt, seeded) at each severity. The model is resnet20
 (auxtrain.models, LR 0.1) or, for --quick, a small 5-conv CNN defined here (LR 0.05).
 
-    python benchmarks/shapes_difficulty.py          # resnet20, 10,000 train, 15 epochs, 15 x 5 severities
-    python benchmarks/shapes_difficulty.py --quick  # small CNN, 5,000 train, 8 epochs, 8 corruptions x 2
+    python benchmarks/robustness/shapes_difficulty.py          # resnet20, 10,000 train, 15 epochs,
+                                                               # 15 corruptions x 5 severities
+    python benchmarks/robustness/shapes_difficulty.py --quick  # small CNN, 5,000 train, 8 epochs,
+                                                               # 8 corruptions x 2 severities
 
 Writes benchmarks/results/shapes_difficulty.md (command, date, torch version, machine, numbers).
-OMP_WAIT_POLICY defaults to PASSIVE (see bench_data_loader.py: busy shared cores).
+OMP_WAIT_POLICY defaults to PASSIVE (see benchmarks/speed/bench_data_loader.py: busy shared cores).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from auxtrain.data import augment_batch, build_datasets, make_loader  # noqa: E4
 from auxtrain.models import create_model  # noqa: E402
 from auxtrain.nn import InputNormalization  # noqa: E402
 
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 QUICK_CORRUPTIONS = ("gaussian_noise", "impulse_noise", "defocus_blur", "motion_blur", "fog", "contrast",
                      "pixelate", "jpeg_compression")
 
@@ -68,7 +71,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default=None,
                         help="resnet20 (default) or small_cnn (default with --quick)")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "shapes_difficulty.md"))
+    parser.add_argument("--out", default=str(RESULTS / "shapes_difficulty.md"))
     args = parser.parse_args(argv)
     train_size, epochs = (5_000, 8) if args.quick else (10_000, 15)
     model_name = args.model or ("small_cnn" if args.quick else "resnet20")
