@@ -17,19 +17,18 @@ and seeds, changing one thing; all are evaluated on one shapes-C set made by `au
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
-import torch
 from cifar10 import markdown_table, noise_blur_split, run_fit, seed_summary  # same folder
 
 from auxtrain.run_dir import atomic_write_text
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: scripts, not a package
+from _machine import header_lines, load_average  # noqa: E402
 
 VARIANTS = {
     "full": ["--corruptions", "noise,blur"],
@@ -85,6 +84,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--result", type=Path, default=Path("benchmarks/results/ablations_shapes.md"))
     args = parser.parse_args()
+    load_before = load_average()
     args.out.mkdir(parents=True, exist_ok=True)
     c_dir = args.out / "shapes-C"
     if not (c_dir / "labels.npy").exists():
@@ -109,8 +109,7 @@ def main() -> None:
     summary = seed_summary(per_run, by="variant")
     text = "\n".join([
         "# Ablations on the shapes dataset", "",
-        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Machine: {platform.machine()}, "
-        f"{os.cpu_count()} CPU cores, no GPU; torch {torch.__version__}.",
+        *header_lines(__file__, device="auto", load_before=load_before), "",
         f"Setting: {args.model}, {args.epochs} epochs, {args.train_size} training / {args.test_size} test "
         "shapes images, batch 128, the shapes defaults of `fit` (SGD, cosine schedule with one "
         "warm-up epoch), alpha = beta = 0.05, T = 1, gamma = 1 unless the "
@@ -119,7 +118,6 @@ def main() -> None:
         "mean ± standard deviation over the seeds (lower is better). "
         "Noise+blur mean = the seven noise and blur corruptions every auxiliary variant trains on; "
         "other mean = the remaining twelve (unseen by every variant).", "",
-        f"Command: `python benchmarks/robustness/ablations_shapes.py {' '.join(sys.argv[1:])}`", "",
         "## Mean ± std over seeds (a single value where only one seed ran)", "",
         markdown_table(summary, index=True), "",
         "## Paired with the full method (variant minus full on the same seed; positive = full is better)", "",

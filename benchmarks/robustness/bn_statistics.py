@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -35,6 +33,9 @@ from auxtrain.data.views import make_views
 from auxtrain.evaluation import corruption_errors, mce
 from auxtrain.export import load_model
 from auxtrain.run_dir import atomic_write_text
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: scripts, not a package
+from _machine import header_lines, load_average  # noqa: E402
 
 
 def with_batch_statistics(model: nn.Module) -> nn.Module:
@@ -87,6 +88,7 @@ def main() -> None:
     parser.add_argument("--recalibrate-size", type=int, default=2000, help="training images used for it")
     parser.add_argument("--result", type=Path, default=Path("benchmarks/results/bn_statistics.md"))
     args = parser.parse_args()
+    load_before = load_average()
     clean = train_images = None
     if args.data_root is not None:
         train_ds, test_ds, _ = build_datasets("cifar10", str(args.data_root))
@@ -114,10 +116,9 @@ def main() -> None:
     summary = seed_summary(table.drop(columns="run"), by=["method", "BN statistics"])
     text = "\n".join([
         "# Running vs test-batch BatchNorm statistics", "",
-        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Machine: {platform.machine()}, "
-        f"{os.cpu_count()} CPU cores; torch {torch.__version__}. -C set: `{args.c_root}`; batches of "
-        f"{args.batch_size} images of one corruption and severity. Errors in percent (lower is better).", "",
-        f"Command: `python benchmarks/robustness/bn_statistics.py {' '.join(sys.argv[1:])}`", "",
+        *header_lines(__file__, device="cpu", load_before=load_before), "",
+        f"-C set: `{args.c_root}`; batches of {args.batch_size} images of one corruption and severity. "
+        "Errors in percent (lower is better).", "",
         "## Mean ± standard deviation over seeds", "",
         markdown_table(summary, index=True), "",
         "## Every run", "", markdown_table(table.drop(columns=["method", "seed"])), ""])

@@ -21,20 +21,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
 import corruptions
 from auxtrain.data import build_datasets
 from auxtrain.run_dir import atomic_write_text
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: scripts, not a package
+from _machine import header_lines, load_average  # noqa: E402
 
 METHODS = {  # longest first, so that two parallel jobs finish together
     "auxfamily": ["--corruptions", "noise,blur,weather,digital"],
@@ -127,7 +128,8 @@ def seed_summary(table: pd.DataFrame, by: str | list[str] = "method") -> pd.Data
     return out
 
 
-def write_markdown(results: list[dict], args: argparse.Namespace, preset: dict, path: Path) -> str:
+def write_markdown(results: list[dict], args: argparse.Namespace, preset: dict, path: Path,
+                   header: list[str]) -> str:
     rows = []
     for r in results:
         s = r["summary"]
@@ -144,8 +146,7 @@ def write_markdown(results: list[dict], args: argparse.Namespace, preset: dict, 
                         if getattr(args, key) is not None)
     lines = [
         f"# Robustness on CIFAR-10 ({args.preset} preset{overrides})", "",
-        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Machine: {platform.machine()}, "
-        f"{os.cpu_count()} CPU cores, no GPU; torch {torch.__version__}, numpy {np.__version__}.",
+        *header, "",
         "Data: the real CIFAR-10 from ../shared/data (pixels JPEG-sourced, so not bit-exact to the official "
         f"files); training on a seeded subset of {preset['train_size'] or 50000} training images; "
         f"CIFAR-10-C generated with `corruptions.make_c` (seed {args.c_seed}) from the first "
@@ -158,7 +159,6 @@ def write_markdown(results: list[dict], args: argparse.Namespace, preset: dict, 
         "branches train on and the rest (standard training has none, so all 19 are unseen); noise+blur / "
         "other mean: the same split for every method (the seven noise and blur corruptions, the other 12).",
         "",
-        f"Command: `python benchmarks/robustness/cifar10.py {' '.join(sys.argv[1:])}`", "",
         "## Mean ± standard deviation over seeds", "", markdown_table(seed_summary(table), index=True), "",
         "## Every run", "", markdown_table(table), "",
         "## Mean error over severities, per corruption", "", markdown_table(per_corruption, index=True), "",
@@ -185,6 +185,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--result", type=Path, default=Path("benchmarks/results/robustness_cifar10_cpu.md"))
     args = parser.parse_args()
+    load_before = load_average()
     preset = dict(PRESETS[args.preset])
     for key in ("epochs", "train_size"):
         if getattr(args, key) is not None:
@@ -201,7 +202,8 @@ def main() -> None:
                    for p in args.out.glob(f"{m}-seed*/summary.json")),
                   key=lambda job: (list(METHODS).index(job[0]), job[1]))
     results = [run_fit(m, args, c_dir, seed, cifar_fit_args(m, args, preset)) for m, seed in done]
-    print(write_markdown(results, args, preset, args.result))
+    header = header_lines(__file__, device="auto", load_before=load_before)
+    print(write_markdown(results, args, preset, args.result, header))
 
 
 if __name__ == "__main__":

@@ -25,9 +25,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
 import math  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -40,6 +38,9 @@ import corruptions  # noqa: E402
 from auxtrain.data import augment_batch, build_datasets, make_loader  # noqa: E402
 from auxtrain.models import create_model  # noqa: E402
 from auxtrain.nn import InputNormalization  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: scripts, not a package
+from _machine import header_lines, load_average  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 QUICK_CORRUPTIONS = ("gaussian_noise", "impulse_noise", "defocus_blur", "motion_blur", "fog", "contrast",
@@ -90,6 +91,7 @@ def main(argv=None) -> int:
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / 30) * 0.5 * (1 + math.cos(math.pi * s / total)))
     gen = torch.Generator().manual_seed(args.seed)
+    load_before = load_average()
     t0 = time.time()
     for epoch in range(epochs):
         model.train()
@@ -117,10 +119,7 @@ def main(argv=None) -> int:
     lines = [
         "# shapes: clean training, corrupted test",
         "",
-        f"- command: `python {' '.join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])}`",
-        f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
-        f"- torch {torch.__version__}, {platform.platform()}, {os.cpu_count()} CPUs, CPU training; "
-        "machine shared with other jobs while measured (busy)",
+        *header_lines(__file__, argv, "cpu", load_before),
         f"- {model_name}, LR {lr}, shapes seed {args.seed}, {len(train)} train / {len(test)} test images, "
         f"{epochs} epochs, batch 128, training took {train_seconds:.0f} s",
         "",

@@ -13,18 +13,17 @@ the test set with `cifar10.py`.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
-import torch
 from cifar10 import PRESETS, markdown_table, run_fit  # same folder
 
 from auxtrain.run_dir import atomic_write_text
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: scripts, not a package
+from _machine import header_lines, load_average  # noqa: E402
 
 
 def main() -> None:
@@ -43,6 +42,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--result", type=Path, default=Path("benchmarks/results/tuning_cifar10_cpu.md"))
     args = parser.parse_args()
+    load_before = load_average()
     preset = PRESETS[args.preset]
     settings = [tuple(float(v) for v in item.split(":")) for item in args.settings.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -66,8 +66,7 @@ def main() -> None:
     best = table.loc[table["val mCE (15)"].idxmin()]
     text = "\n".join([
         f"# Choosing alpha and beta on a validation split (CIFAR-10, {args.preset} preset)", "",
-        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Machine: {platform.machine()}, "
-        f"{os.cpu_count()} CPU cores, no GPU; torch {torch.__version__}.",
+        *header_lines(__file__, device="auto", load_before=load_before), "",
         f"Setting: the {args.preset} preset of robustness/cifar10.py ({preset['model']}, "
         f"{preset['epochs']} epochs, {preset['train_size']} training images, batch {preset['batch_size']}), "
         f"auxiliary training with `--corruptions {args.corruptions}`, seed {args.seed}. Validation: "
@@ -75,7 +74,6 @@ def main() -> None:
         f"{args.eval_size} of them corrupted with all 19 corruptions x 5 severities for the validation mCE. "
         "The test set is not used. "
         "Errors in percent (lower is better).", "",
-        f"Command: `python benchmarks/robustness/tune_cifar.py {' '.join(sys.argv[1:])}`", "",
         markdown_table(table), "",
         f"Lowest validation mCE: alpha = {best['alpha']:g}, beta = {best['beta']:g} "
         f"(validation mCE {best['val mCE (15)']:.2f}, clean error {best['val clean error']:.2f}).", "",

@@ -33,8 +33,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -45,6 +43,9 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 
 from auxtrain.data import augment_batch, build_datasets, make_loader  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: scripts, not a package
+from _machine import header_lines, load_average  # noqa: E402
 
 RESULT = Path(__file__).resolve().parents[1] / "results" / "data_loader_speed.md"
 
@@ -127,6 +128,7 @@ def main(argv=None) -> int:
     rounds = 3 if args.quick else 5
     pipelines = {"batched": _pass_batched, "getitems": _pass_getitems, "per_image": _pass_per_image}
     times: dict[str, list[float]] = {k: [] for k in pipelines}
+    load_before = load_average()
     for fn in pipelines.values():  # warm-up
         fn(torch.utils.data.Subset(ds, range(256)), args.batch_size)
     for _ in range(rounds):
@@ -135,15 +137,12 @@ def main(argv=None) -> int:
             count = fn(ds, args.batch_size)
             times[name].append(time.perf_counter() - t0)
             assert count == len(ds)
+    load_after = load_average()
     median = {k: statistics.median(v) for k, v in times.items()}
     lines = [
         "# Input pipeline speed (32x32, CPU)",
         "",
-        f"- command: `python {' '.join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])}`",
-        f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
-        f"- torch {torch.__version__}, {platform.platform()}, {os.cpu_count()} CPUs, "
-        f"torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}",
-        "- machine: shared with other jobs while measured (busy); rerun on a quiet machine for final numbers",
+        *header_lines(__file__, argv, "cpu", load_before, load_after),
         f"- data: {data_name}, batch {args.batch_size}, {rounds} rounds round-robin, median of one pass",
         "",
         "| pipeline | seconds per pass | images / s | speed-up vs per_image |",
