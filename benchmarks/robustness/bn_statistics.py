@@ -1,5 +1,10 @@
 """Is a model's corruption error partly a BatchNorm-statistics mismatch? A diagnostic.
 
+Claim checked: part of the corruption error of an auxiliary-trained model comes from its BN running
+statistics, collected on clean images only, not from its features; so with statistics that fit the
+corrupted inputs its error falls more than that of naive augmentation, whose statistics already mix
+clean and corrupted images.
+
 An exported auxtrain model normalises every input with running statistics collected on clean data
 (selective BN keeps the corrupted domains' statistics out of them); naive augmentation's model
 collects them on a clean + corrupted mixture. This script evaluates each run's `model_plain.pt`

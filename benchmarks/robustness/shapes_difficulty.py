@@ -14,7 +14,7 @@ corrupted by each corruption (corruptions.corrupt, seeded) at each severity. The
     python benchmarks/robustness/shapes_difficulty.py --quick  # small CNN, 5,000 train, 8 epochs,
                                                                # 8 corruptions x 2 severities
 
-Writes benchmarks/results/shapes_difficulty.md (command, date, torch version, machine, numbers).
+Writes benchmarks/results/shapes_difficulty.md (the header of benchmarks/_machine.py, then the numbers).
 OMP_WAIT_POLICY defaults to PASSIVE (see benchmarks/speed/bench_data_loader.py: busy shared cores).
 """
 

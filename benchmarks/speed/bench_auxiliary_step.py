@@ -17,7 +17,7 @@ recommends: it is the run least disturbed by other processes.
     python benchmarks/speed/bench_auxiliary_step.py            # full: batch 128, 3 timed rounds (~10 min CPU)
     python benchmarks/speed/bench_auxiliary_step.py --quick    # batch 16, 2 timed rounds (~1-2 min CPU)
 
-Writes benchmarks/results/auxiliary_step_speed.md (command, date, torch version, machine, numbers).
+Writes benchmarks/results/auxiliary_step_speed.md (the header of benchmarks/_machine.py, then the numbers).
 Memory: resnet18 with K=4 at batch 128 holds activations of 640 images (several GB on CPU).
 """
 

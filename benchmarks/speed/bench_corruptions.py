@@ -1,8 +1,8 @@
 """Corruption speed: corruptions.corrupt() on whole batches vs imagecorruptions one image at a time.
 
-Claims checked (issue 3): every corruption faster than imagecorruptions 1.1.2, geometric mean of
-the speed-ups >= 20x at 32 px, and make_c of 10,000 images x 19 corruptions x 5 severities in
-<= 60 s, all on the 2 CPU cores of this machine.
+Claims checked: every corruption faster than imagecorruptions 1.1.2, geometric mean of the
+speed-ups >= 20x at 32 px, and make_c of 10,000 images x 19 corruptions x 5 severities in <= 60 s,
+all on the 2 CPU cores of this machine.
 
 For each corruption and image size, in the same process:
   ours      corrupt(batch, name, s) on a uint8 (B, 3, H, W) CPU batch, one call per severity 1..5
@@ -17,7 +17,7 @@ imagecorruptions needs setuptools<81 (pkg_resources); corruptions it cannot run 
                                                           # images, extrapolated linearly to 10,000
                                                           # (and says so)
 
-Writes benchmarks/results/corruption_speed.md (command, date, torch version, machine, numbers).
+Writes benchmarks/results/corruption_speed.md (the header of benchmarks/_machine.py, then the numbers).
 OMP_WAIT_POLICY defaults to PASSIVE (set before torch is imported): with OpenMP's default
 spin-waiting, every multi-threaded op was 10-20x slower while other processes kept the cores busy.
 """
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         make_c_line,
         "",
-        "Targets (issue 3): every corruption faster than imagecorruptions; geometric mean >= 20x at 32 px "
+        "Targets: every corruption faster than imagecorruptions; geometric mean >= 20x at 32 px "
         f"(measured {g32:.1f}x wall-clock, {g32_cpu:.1f}x in CPU time); make_c 10,000 x 19 x 5 <= 60 s "
         "on 2 cores.",
         "",

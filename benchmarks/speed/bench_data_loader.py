@@ -18,7 +18,7 @@ them alike; the median pass time is reported, with images per second and the rat
     python benchmarks/speed/bench_data_loader.py --quick    # 2,000 images, 3 rounds (~1 minute or less)
     python benchmarks/speed/bench_data_loader.py --cifar-root DIR   # CIFAR-10 train (50,000) from DIR
 
-Writes benchmarks/results/data_loader_speed.md (command, date, torch version, machine, numbers).
+Writes benchmarks/results/data_loader_speed.md (the header of benchmarks/_machine.py, then the numbers).
 
 OMP_WAIT_POLICY defaults to PASSIVE here (set before torch is imported; an explicit value in the
 environment wins): on a machine whose cores are busy with other processes, OpenMP's default
