@@ -1,4 +1,4 @@
-"""The result-table helpers of benchmarks/ that turn finished runs into the published numbers."""
+"""The result-table helpers of benchmarks/robustness/ that turn finished runs into the published numbers."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "robustness"))
 import ablations_shapes  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
 import bn_statistics  # noqa: E402
-import robustness  # noqa: E402
+import cifar10  # noqa: E402
 
 
 def _runs() -> pd.DataFrame:
@@ -25,7 +25,7 @@ def _runs() -> pd.DataFrame:
 
 
 def test_seed_summary_reports_mean_and_sample_std_per_group() -> None:
-    summary = robustness.seed_summary(_runs(), by="variant")
+    summary = cifar10.seed_summary(_runs(), by="variant")
     assert summary.loc["full", "seeds"] == 3
     assert summary.loc["full", "clean error"] == "12.00 ± 2.00"
     assert summary.loc["single", "mCE"] == "40.00"  # one seed: no spread to report
@@ -42,11 +42,11 @@ def test_paired_with_subtracts_the_reference_on_the_same_seed() -> None:
 
 
 def test_noise_blur_split_separates_the_trained_families_from_the_rest() -> None:
-    names = robustness.NOISE_BLUR + ["fog", "jpeg_compression"]
+    names = cifar10.NOISE_BLUR + ["fog", "jpeg_compression"]
     errors = pd.DataFrame({"corruption": ["clean", *names],
-                           "error": [99.0] + [10.0] * len(robustness.NOISE_BLUR) + [30.0, 50.0]})
-    split = robustness.noise_blur_split(errors)
-    assert len(robustness.NOISE_BLUR) == 7
+                           "error": [99.0] + [10.0] * len(cifar10.NOISE_BLUR) + [30.0, 50.0]})
+    split = cifar10.noise_blur_split(errors)
+    assert len(cifar10.NOISE_BLUR) == 7
     assert split == {"noise+blur mean": 10.0, "other mean": 40.0}
 
 

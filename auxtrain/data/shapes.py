@@ -6,7 +6,7 @@ pixel noise. Small and thin shapes over striped or noisy backgrounds are what co
 (noise, blur, pixelation) destroy first, so a model trained on clean images loses accuracy under
 corruption as on CIFAR. Sizes (radius 6-13 px at 32 px) and texture contrast were tuned so that
 it is learnable quickly: a small 5-layer CNN reached 52% test accuracy after 300 steps of batch
-128 (benchmarks/shapes_difficulty.py measures clean vs corrupted accuracy of a trained model).
+128 (benchmarks/robustness/shapes_difficulty.py measures clean vs corrupted accuracy of a trained model).
 Rendering is vectorised over images (torch, CPU); the only Python loops run over chunks of
 images, the 10 classes and the 4 background types.
 

@@ -1,5 +1,10 @@
 """Is a model's corruption error partly a BatchNorm-statistics mismatch? A diagnostic.
 
+Claim checked: part of the corruption error of an auxiliary-trained model comes from its BN running
+statistics, collected on clean images only, not from its features; so with statistics that fit the
+corrupted inputs its error falls more than that of naive augmentation, whose statistics already mix
+clean and corrupted images.
+
 An exported auxtrain model normalises every input with running statistics collected on clean data
 (selective BN keeps the corrupted domains' statistics out of them); naive augmentation's model
 collects them on a clean + corrupted mixture. This script evaluates each run's `model_plain.pt`
@@ -10,7 +15,7 @@ on training images plus their corrupted views (the mixture augmentation's statis
 without retraining). If a method's error falls much more than another's when BN sees the right
 statistics, its features handle the corruption but its running statistics do not fit it.
 
-    python benchmarks/bn_statistics.py --c-root runs/robustness/CIFAR-10-C --data-root ~/data \\
+    python benchmarks/robustness/bn_statistics.py --c-root runs/robustness/CIFAR-10-C --data-root ~/data \\
         --runs runs/robustness/standard-seed0,runs/robustness/auxiliary-seed0 --result bn.md
 """
 
@@ -18,15 +23,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
-from robustness import markdown_table, noise_blur_split, seed_summary  # same folder
+from cifar10 import markdown_table, noise_blur_split, seed_summary  # same folder
 from torch import nn
 
 from auxtrain.data import build_datasets
@@ -35,6 +38,9 @@ from auxtrain.data.views import make_views
 from auxtrain.evaluation import corruption_errors, mce
 from auxtrain.export import load_model
 from auxtrain.run_dir import atomic_write_text
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: scripts, not a package
+from _machine import header_lines, load_average  # noqa: E402
 
 
 def with_batch_statistics(model: nn.Module) -> nn.Module:
@@ -87,6 +93,7 @@ def main() -> None:
     parser.add_argument("--recalibrate-size", type=int, default=2000, help="training images used for it")
     parser.add_argument("--result", type=Path, default=Path("benchmarks/results/bn_statistics.md"))
     args = parser.parse_args()
+    load_before = load_average()
     clean = train_images = None
     if args.data_root is not None:
         train_ds, test_ds, _ = build_datasets("cifar10", str(args.data_root))
@@ -114,10 +121,9 @@ def main() -> None:
     summary = seed_summary(table.drop(columns="run"), by=["method", "BN statistics"])
     text = "\n".join([
         "# Running vs test-batch BatchNorm statistics", "",
-        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Machine: {platform.machine()}, "
-        f"{os.cpu_count()} CPU cores; torch {torch.__version__}. -C set: `{args.c_root}`; batches of "
-        f"{args.batch_size} images of one corruption and severity. Errors in percent (lower is better).", "",
-        f"Command: `python benchmarks/bn_statistics.py {' '.join(sys.argv[1:])}`", "",
+        *header_lines(__file__, device="cpu", load_before=load_before), "",
+        f"-C set: `{args.c_root}`; batches of {args.batch_size} images of one corruption and severity. "
+        "Errors in percent (lower is better).", "",
         "## Mean ± standard deviation over seeds", "",
         markdown_table(summary, index=True), "",
         "## Every run", "", markdown_table(table.drop(columns=["method", "seed"])), ""])

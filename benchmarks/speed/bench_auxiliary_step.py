@@ -14,10 +14,10 @@ Configurations are timed round-robin (one step each per round) so load changes o
 machine hit them alike; the best (minimum) step time per configuration is reported, as timeit
 recommends: it is the run least disturbed by other processes.
 
-    python benchmarks/bench_auxiliary_step.py            # full: batch 128, 3 timed rounds (~10 min CPU)
-    python benchmarks/bench_auxiliary_step.py --quick    # batch 16, 2 timed rounds (~1-2 min CPU)
+    python benchmarks/speed/bench_auxiliary_step.py            # full: batch 128, 3 timed rounds (~10 min CPU)
+    python benchmarks/speed/bench_auxiliary_step.py --quick    # batch 16, 2 timed rounds (~1-2 min CPU)
 
-Writes benchmarks/results/auxiliary_step_speed.md (command, date, torch version, machine, numbers).
+Writes benchmarks/results/auxiliary_step_speed.md (the header of benchmarks/_machine.py, then the numbers).
 Memory: resnet18 with K=4 at batch 128 holds activations of 640 images (several GB on CPU).
 """
 
@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -39,6 +37,9 @@ import torch.nn.functional as F
 from auxtrain.auxiliary import AuxiliaryModel
 from auxtrain.losses import AuxiliaryLoss, weight_tying_penalty
 from auxtrain.models import create_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: scripts, not a package
+from _machine import header_lines, load_average  # noqa: E402
 
 NUM_CLASSES = 100
 
@@ -96,7 +97,7 @@ def make_step(kind: str, name: str, k: int, batch: int, device: torch.device):
     return step
 
 
-def run(args: argparse.Namespace) -> str:
+def run(args: argparse.Namespace) -> list[tuple]:
     device = torch.device(args.device)
     models = args.models.split(",")
     branches = [int(k) for k in args.branches.split(",")]
@@ -130,22 +131,17 @@ def run(args: argparse.Namespace) -> str:
                 f"stacked/((K+1)*plain) {row[6]:.3f}",
                 flush=True,
             )
-    return report(args, rows)
+    return rows
 
 
-def report(args: argparse.Namespace, rows: list[tuple]) -> str:
+def report(args: argparse.Namespace, rows: list[tuple], header: list[str]) -> str:
     lines = [
         "# AuxiliaryModel training-step speed: stacked single pass vs K+1 separate passes vs plain",
         "",
-        f"- Command: `python {' '.join(sys.argv)}`",
-        f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads",
-        f"- Machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} logical CPUs, "
-        f"{platform.platform()}",
+        *header,
         f"- Batch B = {args.batch} clean images (32 px, {NUM_CLASSES} classes); one SGD step incl. "
         f"AuxiliaryLoss (stage two); best of {args.rounds} round-robin rounds after {args.warmup} warm-up",
-        f"- Load average (1 min) at the end of the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs. "
-        "On a shared machine absolute times are unreliable; ratios measured in the same rounds less so.",
+        "- On a shared machine absolute times are unreliable; ratios measured in the same rounds less so.",
         "",
         "| model | K | plain (ms) | stacked (ms) | separate (ms) | stacked / separate "
         "| stacked / ((K+1) x plain) |",
@@ -169,14 +165,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--quick", action="store_true", help="batch 16, 2 timed rounds (a minute or two)")
-    default_out = Path(__file__).parent / "results" / "auxiliary_step_speed.md"
+    default_out = Path(__file__).resolve().parents[1] / "results" / "auxiliary_step_speed.md"
     parser.add_argument("--out", type=Path, default=default_out, help="Markdown result file")
     args = parser.parse_args(argv)
     if args.quick:
         args.batch, args.rounds = 16, 2
     if args.threads:
         torch.set_num_threads(args.threads)
-    text = run(args)
+    load_before = load_average()
+    rows = run(args)
+    text = report(args, rows, header_lines(__file__, argv, args.device, load_before, load_average()))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(text)

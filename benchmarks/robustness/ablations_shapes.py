@@ -1,5 +1,9 @@
 """Ablations of auxiliary training on the offline shapes dataset, with mean and spread over seeds.
 
+Claim checked: each part of the method earns its place: with everything else fixed, removing or
+changing one part (selective BN, distillation, stage-two weight tying, the copy head, one branch
+per corruption family) raises the corruption error (mCE) over the full method on the same seeds.
+
 Every variant trains the same backbone with the same corruptions (noise and blur families), epochs
 and seeds, changing one thing; all are evaluated on one shapes-C set made by `auxtrain make-c`:
   full              the method: selective BN, copy heads, distillation, stage-two weight tying (K = 2)
@@ -11,25 +15,24 @@ and seeds, changing one thing; all are evaluated on one shapes-C set made by `au
   k4                the same seven corruptions split into four branches
   standard, augment the two baselines (no corruption; corrupted copies in the main batch)
 
-    python benchmarks/ablations_shapes.py --out runs/ablations --seeds 0,1,2
+    python benchmarks/robustness/ablations_shapes.py --out runs/ablations --seeds 0,1,2
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
-import torch
-from robustness import markdown_table, noise_blur_split, run_fit, seed_summary  # same folder
+from cifar10 import markdown_table, noise_blur_split, run_fit, seed_summary  # same folder
 
 from auxtrain.run_dir import atomic_write_text
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: scripts, not a package
+from _machine import header_lines, load_average  # noqa: E402
 
 VARIANTS = {
     "full": ["--corruptions", "noise,blur"],
@@ -85,6 +88,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--result", type=Path, default=Path("benchmarks/results/ablations_shapes.md"))
     args = parser.parse_args()
+    load_before = load_average()
     args.out.mkdir(parents=True, exist_ok=True)
     c_dir = args.out / "shapes-C"
     if not (c_dir / "labels.npy").exists():
@@ -109,8 +113,7 @@ def main() -> None:
     summary = seed_summary(per_run, by="variant")
     text = "\n".join([
         "# Ablations on the shapes dataset", "",
-        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Machine: {platform.machine()}, "
-        f"{os.cpu_count()} CPU cores, no GPU; torch {torch.__version__}.",
+        *header_lines(__file__, device="auto", load_before=load_before), "",
         f"Setting: {args.model}, {args.epochs} epochs, {args.train_size} training / {args.test_size} test "
         "shapes images, batch 128, the shapes defaults of `fit` (SGD, cosine schedule with one "
         "warm-up epoch), alpha = beta = 0.05, T = 1, gamma = 1 unless the "
@@ -119,7 +122,6 @@ def main() -> None:
         "mean ± standard deviation over the seeds (lower is better). "
         "Noise+blur mean = the seven noise and blur corruptions every auxiliary variant trains on; "
         "other mean = the remaining twelve (unseen by every variant).", "",
-        f"Command: `python benchmarks/ablations_shapes.py {' '.join(sys.argv[1:])}`", "",
         "## Mean ± std over seeds (a single value where only one seed ran)", "",
         markdown_table(summary, index=True), "",
         "## Paired with the full method (variant minus full on the same seed; positive = full is better)", "",

@@ -9,11 +9,13 @@ LR) on the shapes train split, then reports clean test accuracy and accuracy on 
 corrupted by each corruption (corruptions.corrupt, seeded) at each severity. The model is resnet20
 (auxtrain.models, LR 0.1) or, for --quick, a small 5-conv CNN defined here (LR 0.05).
 
-    python benchmarks/shapes_difficulty.py          # resnet20, 10,000 train, 15 epochs, 15 x 5 severities
-    python benchmarks/shapes_difficulty.py --quick  # small CNN, 5,000 train, 8 epochs, 8 corruptions x 2
+    python benchmarks/robustness/shapes_difficulty.py          # resnet20, 10,000 train, 15 epochs,
+                                                               # 15 corruptions x 5 severities
+    python benchmarks/robustness/shapes_difficulty.py --quick  # small CNN, 5,000 train, 8 epochs,
+                                                               # 8 corruptions x 2 severities
 
-Writes benchmarks/results/shapes_difficulty.md (command, date, torch version, machine, numbers).
-OMP_WAIT_POLICY defaults to PASSIVE (see bench_data_loader.py: busy shared cores).
+Writes benchmarks/results/shapes_difficulty.md (the header of benchmarks/_machine.py, then the numbers).
+OMP_WAIT_POLICY defaults to PASSIVE (see benchmarks/speed/bench_data_loader.py: busy shared cores).
 """
 
 from __future__ import annotations
@@ -23,9 +25,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
 import math  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -39,6 +39,10 @@ from auxtrain.data import augment_batch, build_datasets, make_loader  # noqa: E4
 from auxtrain.models import create_model  # noqa: E402
 from auxtrain.nn import InputNormalization  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: scripts, not a package
+from _machine import header_lines, load_average  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 QUICK_CORRUPTIONS = ("gaussian_noise", "impulse_noise", "defocus_blur", "motion_blur", "fog", "contrast",
                      "pixelate", "jpeg_compression")
 
@@ -68,7 +72,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default=None,
                         help="resnet20 (default) or small_cnn (default with --quick)")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "shapes_difficulty.md"))
+    parser.add_argument("--out", default=str(RESULTS / "shapes_difficulty.md"))
     args = parser.parse_args(argv)
     train_size, epochs = (5_000, 8) if args.quick else (10_000, 15)
     model_name = args.model or ("small_cnn" if args.quick else "resnet20")
@@ -87,6 +91,7 @@ def main(argv=None) -> int:
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / 30) * 0.5 * (1 + math.cos(math.pi * s / total)))
     gen = torch.Generator().manual_seed(args.seed)
+    load_before = load_average()
     t0 = time.time()
     for epoch in range(epochs):
         model.train()
@@ -114,10 +119,7 @@ def main(argv=None) -> int:
     lines = [
         "# shapes: clean training, corrupted test",
         "",
-        f"- command: `python {' '.join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])}`",
-        f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
-        f"- torch {torch.__version__}, {platform.platform()}, {os.cpu_count()} CPUs, CPU training; "
-        "machine shared with other jobs while measured (busy)",
+        *header_lines(__file__, argv, "cpu", load_before),
         f"- {model_name}, LR {lr}, shapes seed {args.seed}, {len(train)} train / {len(test)} test images, "
         f"{epochs} epochs, batch 128, training took {train_seconds:.0f} s",
         "",

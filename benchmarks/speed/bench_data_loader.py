@@ -14,11 +14,11 @@ uint8 (B, 3, 32, 32) augmented batches (random crop 32 with 4-pixel zero padding
 Pipelines are timed round-robin (one pass each per round) so load changes on a shared machine hit
 them alike; the median pass time is reported, with images per second and the ratio to per_image.
 
-    python benchmarks/bench_data_loader.py            # shapes train split (10,000 images), 5 rounds
-    python benchmarks/bench_data_loader.py --quick    # 2,000 images, 3 rounds (~1 minute or less)
-    python benchmarks/bench_data_loader.py --cifar-root DIR   # CIFAR-10 train (50,000) from DIR
+    python benchmarks/speed/bench_data_loader.py            # shapes train split (10,000 images), 5 rounds
+    python benchmarks/speed/bench_data_loader.py --quick    # 2,000 images, 3 rounds (~1 minute or less)
+    python benchmarks/speed/bench_data_loader.py --cifar-root DIR   # CIFAR-10 train (50,000) from DIR
 
-Writes benchmarks/results/data_loader_speed.md (command, date, torch version, machine, numbers).
+Writes benchmarks/results/data_loader_speed.md (the header of benchmarks/_machine.py, then the numbers).
 
 OMP_WAIT_POLICY defaults to PASSIVE here (set before torch is imported; an explicit value in the
 environment wins): on a machine whose cores are busy with other processes, OpenMP's default
@@ -33,8 +33,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -45,6 +43,11 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 
 from auxtrain.data import augment_batch, build_datasets, make_loader  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: scripts, not a package
+from _machine import header_lines, load_average  # noqa: E402
+
+RESULT = Path(__file__).resolve().parents[1] / "results" / "data_loader_speed.md"
 
 
 class _PerImage(Dataset):
@@ -110,7 +113,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="2,000 images, 3 rounds")
     parser.add_argument("--cifar-root", default=None, help="time CIFAR-10 train from this data root instead")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "data_loader_speed.md"))
+    parser.add_argument("--out", default=str(RESULT))
     args = parser.parse_args(argv)
     if args.cifar_root:
         ds, _, _ = build_datasets("cifar10", args.cifar_root)
@@ -125,6 +128,7 @@ def main(argv=None) -> int:
     rounds = 3 if args.quick else 5
     pipelines = {"batched": _pass_batched, "getitems": _pass_getitems, "per_image": _pass_per_image}
     times: dict[str, list[float]] = {k: [] for k in pipelines}
+    load_before = load_average()
     for fn in pipelines.values():  # warm-up
         fn(torch.utils.data.Subset(ds, range(256)), args.batch_size)
     for _ in range(rounds):
@@ -133,15 +137,12 @@ def main(argv=None) -> int:
             count = fn(ds, args.batch_size)
             times[name].append(time.perf_counter() - t0)
             assert count == len(ds)
+    load_after = load_average()
     median = {k: statistics.median(v) for k, v in times.items()}
     lines = [
         "# Input pipeline speed (32x32, CPU)",
         "",
-        f"- command: `python {' '.join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])}`",
-        f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
-        f"- torch {torch.__version__}, {platform.platform()}, {os.cpu_count()} CPUs, "
-        f"torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}",
-        "- machine: shared with other jobs while measured (busy); rerun on a quiet machine for final numbers",
+        *header_lines(__file__, argv, "cpu", load_before, load_after),
         f"- data: {data_name}, batch {args.batch_size}, {rounds} rounds round-robin, median of one pass",
         "",
         "| pipeline | seconds per pass | images / s | speed-up vs per_image |",

@@ -1,5 +1,11 @@
 """Does auxiliary training make a real model more robust? The CIFAR-10 comparison protocol.
 
+Claim checked: with the same backbone, training budget and seed, auxiliary training (the method of
+Zhang et al., CVPR 2020) gives a CIFAR-10 model a lower corruption error (mCE on CIFAR-10-C) than
+standard training, also on the corruptions outside the families its branches train on; naive
+augmentation, which puts the same corrupted views in the main batch, is the baseline it is weighed
+against on both clean error and mCE.
+
 Runs, with the same backbone, epochs, seed and training augmentation:
   standard   `--corruptions none`                       (ordinary training)
   augment    `--mode augment --corruptions noise,blur`  (naive: corrupted copies join the batch)
@@ -13,7 +19,7 @@ Runs go through the real CLI (`python -m auxtrain fit ...`), `--jobs` at a time,
 `--threads` intra-op threads (on 2 cores, two 1-thread runs beat one 2-thread run).
 
     python ../shared/data/build_cifar10.py ~/data      # real CIFAR-10 pickles (JPEG-sourced pixels)
-    python benchmarks/robustness.py --data-root ~/data --out runs/robustness --preset cpu
+    python benchmarks/robustness/cifar10.py --data-root ~/data --out runs/robustness --preset cpu
 """
 
 from __future__ import annotations
@@ -21,20 +27,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
 import corruptions
 from auxtrain.data import build_datasets
 from auxtrain.run_dir import atomic_write_text
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: scripts, not a package
+from _machine import header_lines, load_average  # noqa: E402
 
 METHODS = {  # longest first, so that two parallel jobs finish together
     "auxfamily": ["--corruptions", "noise,blur,weather,digital"],
@@ -127,7 +134,8 @@ def seed_summary(table: pd.DataFrame, by: str | list[str] = "method") -> pd.Data
     return out
 
 
-def write_markdown(results: list[dict], args: argparse.Namespace, preset: dict, path: Path) -> str:
+def write_markdown(results: list[dict], args: argparse.Namespace, preset: dict, path: Path,
+                   header: list[str]) -> str:
     rows = []
     for r in results:
         s = r["summary"]
@@ -144,8 +152,7 @@ def write_markdown(results: list[dict], args: argparse.Namespace, preset: dict, 
                         if getattr(args, key) is not None)
     lines = [
         f"# Robustness on CIFAR-10 ({args.preset} preset{overrides})", "",
-        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Machine: {platform.machine()}, "
-        f"{os.cpu_count()} CPU cores, no GPU; torch {torch.__version__}, numpy {np.__version__}.",
+        *header, "",
         "Data: the real CIFAR-10 from ../shared/data (pixels JPEG-sourced, so not bit-exact to the official "
         f"files); training on a seeded subset of {preset['train_size'] or 50000} training images; "
         f"CIFAR-10-C generated with `corruptions.make_c` (seed {args.c_seed}) from the first "
@@ -158,7 +165,6 @@ def write_markdown(results: list[dict], args: argparse.Namespace, preset: dict, 
         "branches train on and the rest (standard training has none, so all 19 are unseen); noise+blur / "
         "other mean: the same split for every method (the seven noise and blur corruptions, the other 12).",
         "",
-        f"Command: `python benchmarks/robustness.py {' '.join(sys.argv[1:])}`", "",
         "## Mean ± standard deviation over seeds", "", markdown_table(seed_summary(table), index=True), "",
         "## Every run", "", markdown_table(table), "",
         "## Mean error over severities, per corruption", "", markdown_table(per_corruption, index=True), "",
@@ -185,6 +191,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--result", type=Path, default=Path("benchmarks/results/robustness_cifar10_cpu.md"))
     args = parser.parse_args()
+    load_before = load_average()
     preset = dict(PRESETS[args.preset])
     for key in ("epochs", "train_size"):
         if getattr(args, key) is not None:
@@ -201,7 +208,8 @@ def main() -> None:
                    for p in args.out.glob(f"{m}-seed*/summary.json")),
                   key=lambda job: (list(METHODS).index(job[0]), job[1]))
     results = [run_fit(m, args, c_dir, seed, cifar_fit_args(m, args, preset)) for m, seed in done]
-    print(write_markdown(results, args, preset, args.result))
+    header = header_lines(__file__, device="auto", load_before=load_before)
+    print(write_markdown(results, args, preset, args.result, header))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Corruption speed: corruptions.corrupt() on whole batches vs imagecorruptions one image at a time.
 
-Claims checked (issue 3): every corruption faster than imagecorruptions 1.1.2, geometric mean of
-the speed-ups >= 20x at 32 px, and make_c of 10,000 images x 19 corruptions x 5 severities in
-<= 60 s, all on the 2 CPU cores of this machine.
+Claims checked: every corruption faster than imagecorruptions 1.1.2, geometric mean of the
+speed-ups >= 20x at 32 px, and make_c of 10,000 images x 19 corruptions x 5 severities in <= 60 s,
+all on the 2 CPU cores of this machine.
 
 For each corruption and image size, in the same process:
   ours      corrupt(batch, name, s) on a uint8 (B, 3, H, W) CPU batch, one call per severity 1..5
@@ -12,11 +12,12 @@ alike; the median round is reported. Images: the 1,000 lossless CIFAR-10 test im
 /work/shared/data when present (else smooth synthetic images); the 224 px images are those upsampled.
 imagecorruptions needs setuptools<81 (pkg_resources); corruptions it cannot run are marked.
 
-    python benchmarks/bench_corruptions.py            # 3 rounds; make_c on 10,000 images (~3 GB temp)
-    python benchmarks/bench_corruptions.py --quick    # 1 round, smaller samples; make_c on 1,000 images,
-                                                      # extrapolated linearly to 10,000 (and says so)
+    python benchmarks/speed/bench_corruptions.py          # 3 rounds; make_c on 10,000 images (~3 GB temp)
+    python benchmarks/speed/bench_corruptions.py --quick  # 1 round, smaller samples; make_c on 1,000
+                                                          # images, extrapolated linearly to 10,000
+                                                          # (and says so)
 
-Writes benchmarks/results/corruption_speed.md (command, date, torch version, machine, numbers).
+Writes benchmarks/results/corruption_speed.md (the header of benchmarks/_machine.py, then the numbers).
 OMP_WAIT_POLICY defaults to PASSIVE (set before torch is imported): with OpenMP's default
 spin-waiting, every multi-threaded op was 10-20x slower while other processes kept the cores busy.
 """
@@ -28,9 +29,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
 import math  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -45,8 +44,11 @@ import torch.nn.functional as F  # noqa: E402
 import corruptions  # noqa: E402
 from corruptions import corrupt, get_corruption_names, make_c  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: scripts, not a package
+from _machine import format_load, header_lines, load_average  # noqa: E402
+
 CIFAR_SUBSET = Path("/work/shared/data/cifar10_lossless_subset.npz")
-RESULT = Path(__file__).resolve().parent / "results" / "corruption_speed.md"
+RESULT = Path(__file__).resolve().parents[1] / "results" / "corruption_speed.md"
 
 
 def load_images(n: int) -> tuple[np.ndarray, str]:
@@ -167,13 +169,6 @@ def table(rows: list[dict]) -> tuple[list[str], float, float, list[str]]:
     return lines, g, g_cpu, slower
 
 
-def load_average() -> str:
-    try:
-        return ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="~1-2 minute version (extrapolates make_c)")
@@ -189,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     labels = np.arange(len(images)) % 10
     ic, ic_error = import_imagecorruptions()
     print(f"corruptions from {Path(corruptions.__file__).parent}; imagecorruptions: {ic_error or 'ok'}")
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, load average {load_before}")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"load average {format_load(load_before)}")
 
     print("32 px (batch 256):")
     rows32 = bench_size(ic, images, 256, 8 if args.quick else 32, rounds)
@@ -210,19 +206,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"linearly to 10,000 images: **{projected:.0f} s** (quick mode: NOT a measurement of 10,000)"
             )
         print(make_c_line.replace("**", ""))
+    load_after = load_average()
 
     lines32, g32, g32_cpu, slow32 = table(rows32)
     lines224, g224, g224_cpu, slow224 = table(rows224)
-    command = " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])])
     out = [
         "# Corruption speed (CPU): corrupt() on batches vs imagecorruptions per image",
         "",
-        f"- command: `python {command}`",
-        f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
-        f"- torch {torch.__version__}, numpy {np.__version__}, {platform.platform()}, {os.cpu_count()} CPUs, "
-        f"torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}",
-        f"- machine: load average {load_before} before, {load_average()} after "
-        "(2 cores shared with other sessions while measured: a busy machine; rerun when quiet)",
+        *header_lines(__file__, argv, "cpu", load_before, load_after),
         f"- images: {source}; 224 px = the same upsampled (bilinear)",
         f"- rounds: {rounds} round-robin (median); severities 1..5 in every round; imagecorruptions "
         f"{'unavailable: ' + ic_error if ic_error else 'imported from its installed package'}",
@@ -243,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         make_c_line,
         "",
-        "Targets (issue 3): every corruption faster than imagecorruptions; geometric mean >= 20x at 32 px "
+        "Targets: every corruption faster than imagecorruptions; geometric mean >= 20x at 32 px "
         f"(measured {g32:.1f}x wall-clock, {g32_cpu:.1f}x in CPU time); make_c 10,000 x 19 x 5 <= 60 s "
         "on 2 cores.",
         "",
