@@ -62,7 +62,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
 EXTRA_RESEMBLES: dict[str, str] = {
     "speckle_noise": "noise", "gaussian_blur": "blur", "spatter": "weather", "saturate": "digital",
 }
-BENCHMARK_FAMILIES = ("noise", "blur", "weather", "digital")
+BENCHMARK_FAMILIES: tuple[str, ...] = tuple(family for family in FAMILIES if family != "extra")
 ALL_NAMES: tuple[str, ...] = tuple(name for names in FAMILIES.values() for name in names)
 FAMILY_OF: dict[str, str] = {name: fam for fam, names in FAMILIES.items() for name in names}
 INTERPOLATION_MODES = ("auto", "linear", "log", "nearest")
