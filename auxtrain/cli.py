@@ -78,8 +78,9 @@ def _fit_config(args: argparse.Namespace):
 
 
 def _print_epoch(row: dict, split: str = "test") -> None:
-    names = ("ce", "aux_ce", "distill", "tying", "companion")
-    terms = "".join(f"{k} {row[k]:.4f}  " for k in names if k in row)
+    from auxtrain.losses import LOSS_TERMS  # here, not at the top: `auxtrain --help` imports no torch
+
+    terms = "".join(f"{k} {row[k]:.4f}  " for k in LOSS_TERMS if k in row)
     print(f"epoch {row['epoch']:>3}  lr {row['lr']:.4g}  stage {row['stage']}  loss {row['loss']:.4f}  "
           f"{terms}"
           f"train {row['train_acc']:5.1f}%  {split} {row['test_acc']:5.1f}%  {row['seconds']:.1f}s",
