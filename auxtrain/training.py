@@ -137,7 +137,9 @@ def fit(config: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | Non
                 total = dict(zip(sums, D.all_reduce_sum(list(sums.values()), ctx, device), strict=True))
                 if ctx.is_main:
                     test_acc = _accuracy(job, test_loader)
-                    row = {"epoch": epoch + 1, "lr": schedule.epoch_lr(epoch), "stage": schedule.stage(epoch),
+                    # The LR of the epoch's last step: during warm-up it is below epoch_lr(epoch).
+                    row = {"epoch": epoch + 1, "lr": schedule.lr(epoch, len(loader) - 1, len(loader)),
+                           "stage": schedule.stage(epoch),
                            "loss": total["loss"] / total["n"],
                            **{k: total[k] / total["n"] for k in LOSS_TERMS if k in total},
                            "train_acc": 100 * total["correct"] / total["n"], "test_acc": test_acc,

@@ -173,6 +173,17 @@ def test_resume_refuses_changed_training_options(standard_run, tmp_path):
         fit(_tiny(tmp_path, corruptions="none", schedule="constant", lr=0.5, resume=True))
 
 
+def test_logged_lr_is_the_lr_of_the_epochs_last_step_warm_up_included(tmp_path):
+    from auxtrain.training import fit
+
+    # 2 steps per epoch, a 2-epoch warm-up: the epoch's last step trains at 2/4 of the LR.
+    result = fit(_tiny(tmp_path, corruptions="none", schedule="constant", warmup_epochs=2))
+    ckpt = torch.load(result.run_dir / "checkpoint_last.pt", weights_only=True)
+    used = ckpt["optimizer"]["param_groups"][0]["lr"]  # set by the last step
+    assert result.metrics[0]["lr"] == pytest.approx(0.05) == used
+    assert RunDir(result.run_dir, resume=True).read_metrics()[0]["lr"] == "0.05"
+
+
 def test_test_data_and_eval_set_do_not_depend_on_the_training_seed(tmp_path, monkeypatch):
     """Runs of different seeds are compared on the same test and corrupted images (data_seed, eval_seed)."""
     from auxtrain import evaluation
