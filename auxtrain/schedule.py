@@ -2,8 +2,9 @@
 
 The authors' CIFAR recipe runs 210 epochs, divides the learning rate by 10 at epochs 60, 140 and
 180, and switches to stage two (weight tying on) at epoch 180. For another number of epochs every
-point is scaled by the same fraction, so a 21-epoch run drops at 6, 14 and 18. Deep-supervision
-companions fade linearly to 0 over the run (Wang et al. 2015) unless their decay is off.
+point is scaled by the same fraction, so a 21-epoch run drops at 6, 14 and 18. No LR drop comes
+before epoch 1, so a 1-epoch run trains at the full LR. Deep-supervision companions fade linearly
+to 0 over the run (Wang et al. 2015) unless their decay is off.
 
 All of it is pure functions of the position in the run (epoch, step), gathered in
 :class:`TrainingSchedule`, so a checkpoint needs no schedule state and a resumed run gets the
@@ -34,9 +35,13 @@ def _check_epochs(epochs: int) -> None:
 
 
 def step_milestones(epochs: int) -> list[int]:
-    """Epochs (0-based, first epoch with the lower LR) of the step drops, scaled from 60/140/180 of 210."""
+    """Epochs (0-based, first epoch with the lower LR) of the step drops, scaled from 60/140/180 of 210.
+
+    Each is at least 1: a drop at epoch 0 would start the run at a tenth of the LR (1 epoch gives
+    [1, 1, 1], no drop inside the run). Only a 1-epoch run rounds a milestone to 0.
+    """
     _check_epochs(epochs)
-    return [round(f * epochs) for f in _STEP_FRACTIONS]
+    return [max(1, round(f * epochs)) for f in _STEP_FRACTIONS]
 
 
 def learning_rate(epoch: int, *, base_lr: float, epochs: int, schedule: str = "step",

@@ -31,6 +31,18 @@ def test_schedule_scales_with_the_number_of_epochs():
     assert learning_rate(14, base_lr=1.0, epochs=21) == pytest.approx(0.01)
 
 
+def test_no_step_drop_applies_at_epoch_0():
+    # Unclamped, a 1-epoch run rounds the first milestone to 0 and trains at lr / 10 throughout.
+    assert step_milestones(1) == [1, 1, 1]
+    assert learning_rate(0, base_lr=0.1, epochs=1) == 0.1
+    assert TrainingSchedule(epochs=1, base_lr=0.1).epoch_lr(0) == 0.1
+    # Every other length keeps the scaled milestones exactly (none of them rounded to 0).
+    expected = {210: [60, 140, 180], 21: [6, 14, 18], 12: [3, 8, 10], 7: [2, 5, 6], 2: [1, 1, 2]}
+    assert {e: step_milestones(e) for e in expected} == expected
+    assert all(step_milestones(e) == [round(f * e) for f in (60 / 210, 140 / 210, 180 / 210)]
+               for e in range(2, 400))
+
+
 def test_warmup_rises_linearly_then_stays_at_one():
     assert [warmup_factor(0, s, 4, 1) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
     assert warmup_factor(1, 0, 4, 1) == 1.0 and warmup_factor(0, 0, 4, 0) == 1.0
