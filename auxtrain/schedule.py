@@ -2,9 +2,11 @@
 
 The authors' CIFAR recipe runs 210 epochs, divides the learning rate by 10 at epochs 60, 140 and
 180, and switches to stage two (weight tying on) at epoch 180. For another number of epochs every
-point is scaled by the same fraction, so a 21-epoch run drops at 6, 14 and 18. No LR drop comes
-before epoch 1, so a 1-epoch run trains at the full LR. Deep-supervision companions fade linearly
-to 0 over the run (Wang et al. 2015) unless their decay is off.
+point is scaled by the same fraction, so a 21-epoch run drops at 6, 14 and 18. Very short runs
+are the exception: no LR drop comes before epoch 1 (a 1-epoch run trains at the full LR), and
+from 2 epochs on stage two gets at least the last epoch (2 epochs: from 1, 3 epochs: from 2).
+Deep-supervision companions fade linearly to 0 over the run (Wang et al. 2015) unless their decay
+is off.
 
 All of it is pure functions of the position in the run (epoch, step), gathered in
 :class:`TrainingSchedule`, so a checkpoint needs no schedule state and a resumed run gets the
@@ -75,10 +77,16 @@ def warmup_factor(epoch: int, step: int, steps_per_epoch: int, warmup_epochs: fl
 
 
 def stage_two_epoch(epochs: int, start: int | None = None) -> int:
-    """First epoch (0-based) of stage two: ``start`` if given, else 6/7 of ``epochs`` (180 of 210)."""
+    """First epoch (0-based) of stage two: ``start`` if given, else 6/7 of ``epochs`` (180 of 210).
+
+    The default is at most the last epoch (``epochs - 1``) from 2 epochs on, so that stage two
+    always runs; 6/7 of the run rounds to its end only for 2 and 3 epochs (they start at 1 and 2).
+    A 1-epoch run has no stage two by default.
+    """
     _check_epochs(epochs)
     if start is None:
-        return round(_STAGE_TWO_FRACTION * epochs)
+        default = round(_STAGE_TWO_FRACTION * epochs)
+        return min(default, epochs - 1) if epochs >= 2 else default
     if not isinstance(start, int) or start < 0:
         raise ValueError(f"stage_two_start must be a non-negative epoch number or None, got {start!r}")
     return start
@@ -111,7 +119,8 @@ class TrainingSchedule:
         base_lr: learning rate at the start (after warm-up).
         kind: "step", "cosine" or "constant" (see :func:`learning_rate`).
         warmup_epochs: linear warm-up length in epochs (0 = none).
-        stage_two_start: first 0-based epoch of stage two; None = 6/7 of the run.
+        stage_two_start: first 0-based epoch of stage two; None = 6/7 of the run (see
+            :func:`stage_two_epoch`).
         gamma: weight-tying coefficient of stage two (0 in stage one).
         companion_weight: weight of the deep-supervision companions at the start.
         companion_decay: fade the companion weight linearly to 0 over the run.

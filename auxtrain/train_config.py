@@ -123,7 +123,8 @@ class TrainConfig:
     temperature: float = _aux(1.0, "distillation temperature T", metavar="T")
     gamma: float = _aux(1.0, "weight-tying coefficient in stage two (0 in stage one)")
     stage_two_start: int | None = _aux(None, "first epoch (0-based) of stage two", metavar="EPOCH",
-                                       default_text="default: 6/7 of the epochs")
+                                       default_text="default: 6/7 of the epochs, rounded; 2 or 3 "
+                                                    "epochs: the last")
 
     epochs: int | None = _optim(None, "number of epochs", metavar="N", default_text=_per_dataset("epochs"))
     batch_size: int | None = _optim(None, "clean images per step, over all processes", metavar="N",

@@ -43,6 +43,17 @@ def test_no_step_drop_applies_at_epoch_0():
                for e in range(2, 400))
 
 
+def test_default_stage_two_gets_at_least_the_last_epoch():
+    # 6/7 of 2 or 3 epochs rounds to the end of the run: stage two would never start.
+    assert [stage_two_epoch(e) for e in (2, 3)] == [1, 2]
+    s = TrainingSchedule(epochs=3, base_lr=0.1, gamma=0.5)
+    assert [s.stage(e) for e in range(3)] == [1, 1, 2] and s.tying_weight(2) == 0.5
+    assert stage_two_epoch(1) == 1  # a 1-epoch run has no stage two unless asked (--stage-two-start 0)
+    # Where 6/7 of the run already starts before its end, nothing changes.
+    assert {e: stage_two_epoch(e) for e in (7, 12, 21, 210)} == {7: 6, 12: 10, 21: 18, 210: 180}
+    assert all(stage_two_epoch(e) == round(6 / 7 * e) for e in range(4, 400))
+
+
 def test_warmup_rises_linearly_then_stays_at_one():
     assert [warmup_factor(0, s, 4, 1) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
     assert warmup_factor(1, 0, 4, 1) == 1.0 and warmup_factor(0, 0, 4, 0) == 1.0
