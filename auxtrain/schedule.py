@@ -119,8 +119,8 @@ class TrainingSchedule:
         base_lr: learning rate at the start (after warm-up).
         kind: "step", "cosine" or "constant" (see :func:`learning_rate`).
         warmup_epochs: linear warm-up length in epochs (0 = none).
-        stage_two_start: first 0-based epoch of stage two; None = 6/7 of the run (see
-            :func:`stage_two_epoch`).
+        stage_two_start: first 0-based epoch of stage two, below ``epochs`` unless ``gamma`` is 0;
+            None = 6/7 of the run (see :func:`stage_two_epoch`).
         gamma: weight-tying coefficient of stage two (0 in stage one).
         companion_weight: weight of the deep-supervision companions at the start.
         companion_decay: fade the companion weight linearly to 0 over the run.
@@ -139,7 +139,11 @@ class TrainingSchedule:
         _check_epochs(self.epochs)
         if self.kind not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.kind!r}")
-        stage_two_epoch(self.epochs, self.stage_two_start)  # validates the start
+        start = stage_two_epoch(self.epochs, self.stage_two_start)  # validates a given start: >= 0
+        if self.stage_two_start is not None and self.gamma != 0 and start >= self.epochs:
+            raise ValueError(f"stage_two_start {start} is not an epoch of the {self.epochs}-epoch run "
+                             f"(0 to {self.epochs - 1}): stage two would never start; pass None for the "
+                             "default, or gamma=0 for no weight tying")
 
     def epoch_lr(self, epoch: int) -> float:
         """The learning rate of 0-based ``epoch`` before warm-up."""

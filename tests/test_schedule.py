@@ -96,3 +96,12 @@ def test_training_schedule_owns_every_time_dependent_number():
         TrainingSchedule(epochs=3, base_lr=0.1, kind="linear")
     with pytest.raises(ValueError, match="stage_two_start"):
         TrainingSchedule(epochs=3, base_lr=0.1, stage_two_start=-1)
+
+
+def test_training_schedule_refuses_a_stage_two_start_past_the_run():
+    assert TrainingSchedule(epochs=3, base_lr=0.1, stage_two_start=2).stage(2) == 2
+    for start in (3, 7):
+        with pytest.raises(ValueError, match=rf"stage_two_start {start} .*3-epoch run \(0 to 2\)"):
+            TrainingSchedule(epochs=3, base_lr=0.1, stage_two_start=start)
+    flat = TrainingSchedule(epochs=3, base_lr=0.1, stage_two_start=3, gamma=0.0)  # stage two does nothing
+    assert [flat.tying_weight(e) for e in range(3)] == [0.0, 0.0, 0.0]
