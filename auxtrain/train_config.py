@@ -35,8 +35,9 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "cifar100": {"model": "resnet18", **_RECIPE, "eval_size": None},
     "imagefolder": {"model": "tv_resnet18", **_RECIPE, "epochs": 90, "eval_size": 5000},
 }
-# Fields that may change between a run and its --resume (they do not change what is trained).
-RESUMABLE_CHANGES = {"epochs", "device", "workers", "data_root", "download", "eval", "eval_size",
+# Fields that may change between a run and its --resume (they do not change what is trained). Not
+# epochs: the LR milestones, the cosine and the stage-two start are computed from it.
+RESUMABLE_CHANGES = {"device", "workers", "data_root", "download", "eval", "eval_size",
                      "eval_corruptions", "eval_severities", "eval_seed", "eval_root", "progress", "out",
                      "resume", "overwrite", "compile"}
 
@@ -127,7 +128,8 @@ class TrainConfig:
                                        default_text="default: 6/7 of the epochs, rounded; 2 or 3 "
                                                     "epochs: the last")
 
-    epochs: int | None = _optim(None, "number of epochs", metavar="N", default_text=_per_dataset("epochs"))
+    epochs: int | None = _optim(None, "number of epochs; the schedule is computed from it, so --resume "
+                                "cannot change it", metavar="N", default_text=_per_dataset("epochs"))
     batch_size: int | None = _optim(None, "clean images per step, over all processes", metavar="N",
                                     default_text=_per_dataset("batch_size"))
     lr: float | None = _optim(None, "initial SGD learning rate", default_text=_per_dataset("lr"))
