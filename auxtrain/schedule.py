@@ -2,8 +2,11 @@
 
 The authors' CIFAR recipe runs 210 epochs, divides the learning rate by 10 at epochs 60, 140 and
 180, and switches to stage two (weight tying on) at epoch 180. For another number of epochs every
-point is scaled by the same fraction, so a 21-epoch run drops at 6, 14 and 18. Deep-supervision
-companions fade linearly to 0 over the run (Wang et al. 2015) unless their decay is off.
+point is scaled by the same fraction, so a 21-epoch run drops at 6, 14 and 18. Very short runs
+are the exception: no LR drop comes before epoch 1 (a 1-epoch run trains at the full LR), and
+from 2 epochs on stage two gets at least the last epoch (2 epochs: from 1, 3 epochs: from 2).
+Deep-supervision companions fade linearly to 0 over the run (Wang et al. 2015) unless their decay
+is off.
 
 All of it is pure functions of the position in the run (epoch, step), gathered in
 :class:`TrainingSchedule`, so a checkpoint needs no schedule state and a resumed run gets the
@@ -34,9 +37,13 @@ def _check_epochs(epochs: int) -> None:
 
 
 def step_milestones(epochs: int) -> list[int]:
-    """Epochs (0-based, first epoch with the lower LR) of the step drops, scaled from 60/140/180 of 210."""
+    """Epochs (0-based, first epoch with the lower LR) of the step drops, scaled from 60/140/180 of 210.
+
+    Each is at least 1: a drop at epoch 0 would start the run at a tenth of the LR (1 epoch gives
+    [1, 1, 1], no drop inside the run). Only a 1-epoch run rounds a milestone to 0.
+    """
     _check_epochs(epochs)
-    return [round(f * epochs) for f in _STEP_FRACTIONS]
+    return [max(1, round(f * epochs)) for f in _STEP_FRACTIONS]
 
 
 def learning_rate(epoch: int, *, base_lr: float, epochs: int, schedule: str = "step",
@@ -70,10 +77,16 @@ def warmup_factor(epoch: int, step: int, steps_per_epoch: int, warmup_epochs: fl
 
 
 def stage_two_epoch(epochs: int, start: int | None = None) -> int:
-    """First epoch (0-based) of stage two: ``start`` if given, else 6/7 of ``epochs`` (180 of 210)."""
+    """First epoch (0-based) of stage two: ``start`` if given, else 6/7 of ``epochs`` (180 of 210).
+
+    The default is at most the last epoch (``epochs - 1``) from 2 epochs on, so that stage two
+    always runs; 6/7 of the run rounds to its end only for 2 and 3 epochs (they start at 1 and 2).
+    A 1-epoch run has no stage two by default.
+    """
     _check_epochs(epochs)
     if start is None:
-        return round(_STAGE_TWO_FRACTION * epochs)
+        default = round(_STAGE_TWO_FRACTION * epochs)
+        return min(default, epochs - 1) if epochs >= 2 else default
     if not isinstance(start, int) or start < 0:
         raise ValueError(f"stage_two_start must be a non-negative epoch number or None, got {start!r}")
     return start
@@ -106,7 +119,8 @@ class TrainingSchedule:
         base_lr: learning rate at the start (after warm-up).
         kind: "step", "cosine" or "constant" (see :func:`learning_rate`).
         warmup_epochs: linear warm-up length in epochs (0 = none).
-        stage_two_start: first 0-based epoch of stage two; None = 6/7 of the run.
+        stage_two_start: first 0-based epoch of stage two, below ``epochs`` unless ``gamma`` is 0;
+            None = 6/7 of the run (see :func:`stage_two_epoch`).
         gamma: weight-tying coefficient of stage two (0 in stage one).
         companion_weight: weight of the deep-supervision companions at the start.
         companion_decay: fade the companion weight linearly to 0 over the run.
@@ -125,7 +139,11 @@ class TrainingSchedule:
         _check_epochs(self.epochs)
         if self.kind not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.kind!r}")
-        stage_two_epoch(self.epochs, self.stage_two_start)  # validates the start
+        start = stage_two_epoch(self.epochs, self.stage_two_start)  # validates a given start: >= 0
+        if self.stage_two_start is not None and self.gamma != 0 and start >= self.epochs:
+            raise ValueError(f"stage_two_start {start} is not an epoch of the {self.epochs}-epoch run "
+                             f"(0 to {self.epochs - 1}): stage two would never start; pass None for the "
+                             "default, or gamma=0 for no weight tying")
 
     def epoch_lr(self, epoch: int) -> float:
         """The learning rate of 0-based ``epoch`` before warm-up."""

@@ -35,8 +35,9 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "cifar100": {"model": "resnet18", **_RECIPE, "eval_size": None},
     "imagefolder": {"model": "tv_resnet18", **_RECIPE, "epochs": 90, "eval_size": 5000},
 }
-# Fields that may change between a run and its --resume (they do not change what is trained).
-RESUMABLE_CHANGES = {"epochs", "device", "workers", "data_root", "download", "eval", "eval_size",
+# Fields that may change between a run and its --resume (they do not change what is trained). Not
+# epochs: the LR milestones, the cosine and the stage-two start are computed from it.
+RESUMABLE_CHANGES = {"device", "workers", "data_root", "download", "eval", "eval_size",
                      "eval_corruptions", "eval_severities", "eval_seed", "eval_root", "progress", "out",
                      "resume", "overwrite", "compile"}
 
@@ -122,10 +123,13 @@ class TrainConfig:
     beta: float = _aux(0.05, "weight of the self-distillation (KL) term")
     temperature: float = _aux(1.0, "distillation temperature T", metavar="T")
     gamma: float = _aux(1.0, "weight-tying coefficient in stage two (0 in stage one)")
-    stage_two_start: int | None = _aux(None, "first epoch (0-based) of stage two", metavar="EPOCH",
-                                       default_text="default: 6/7 of the epochs")
+    stage_two_start: int | None = _aux(None, "first epoch (0-based, below --epochs) of stage two",
+                                       metavar="EPOCH",
+                                       default_text="default: 6/7 of the epochs, rounded; 2 or 3 "
+                                                    "epochs: the last")
 
-    epochs: int | None = _optim(None, "number of epochs", metavar="N", default_text=_per_dataset("epochs"))
+    epochs: int | None = _optim(None, "number of epochs; the schedule is computed from it, so --resume "
+                                "cannot change it", metavar="N", default_text=_per_dataset("epochs"))
     batch_size: int | None = _optim(None, "clean images per step, over all processes", metavar="N",
                                     default_text=_per_dataset("batch_size"))
     lr: float | None = _optim(None, "initial SGD learning rate", default_text=_per_dataset("lr"))
@@ -182,6 +186,7 @@ class TrainConfig:
         for name, ok, want in checks:
             if not ok:
                 raise ValueError(f"{name} must be {want}, got {getattr(cfg, name)!r}")
+        _check_stage_two_start(cfg)
         if cfg.val_size and cfg.dataset == "imagefolder":
             raise ValueError("--val-size holds out images of shapes or CIFAR; an imagefolder dataset "
                              "validates on its root/val folder, so put the validation images there instead")
@@ -192,6 +197,22 @@ class TrainConfig:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             cfg.out = str(Path("runs") / f"{cfg.dataset}-{cfg.model}-{cfg.mode}-{stamp}")
         return cfg
+
+
+def _check_stage_two_start(cfg: TrainConfig) -> None:
+    """``stage_two_start`` is a 0-based epoch of the run; past its end only when stage two does nothing."""
+    start = cfg.stage_two_start
+    if start is None:
+        return
+    if cfg.gamma == 0:  # no weight tying: any start leaves the run unchanged
+        if not isinstance(start, int) or start < 0:
+            raise ValueError(f"--stage-two-start {start!r} must be a 0-based epoch number, 0 or more")
+        return
+    last = cfg.epochs - 1
+    if not isinstance(start, int) or not 0 <= start <= last:
+        raise ValueError(f"--stage-two-start {start!r} is not an epoch of the run: with --epochs "
+                         f"{cfg.epochs} it must be 0 to {last} (0-based) for stage two to run; leave it "
+                         "unset for 6/7 of the epochs, or pass --gamma 0 to train without weight tying")
 
 
 def saved_run_options(out: str | os.PathLike) -> dict[str, Any]:

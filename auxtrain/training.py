@@ -137,7 +137,9 @@ def fit(config: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | Non
                 total = dict(zip(sums, D.all_reduce_sum(list(sums.values()), ctx, device), strict=True))
                 if ctx.is_main:
                     test_acc = _accuracy(job, test_loader)
-                    row = {"epoch": epoch + 1, "lr": schedule.epoch_lr(epoch), "stage": schedule.stage(epoch),
+                    # The LR of the epoch's last step: during warm-up it is below epoch_lr(epoch).
+                    row = {"epoch": epoch + 1, "lr": schedule.lr(epoch, len(loader) - 1, len(loader)),
+                           "stage": schedule.stage(epoch),
                            "loss": total["loss"] / total["n"],
                            **{k: total[k] / total["n"] for k in LOSS_TERMS if k in total},
                            "train_acc": 100 * total["correct"] / total["n"], "test_acc": test_acc,
@@ -196,6 +198,13 @@ def _open_run(cfg: TrainConfig) -> tuple[RunDir, dict[str, Any] | None]:
         return run, None
     ckpt = load_checkpoint(run.checkpoint_path)
     old = ckpt["config"]
+    if old.get("epochs", cfg.epochs) != cfg.epochs:
+        raise ValueError(
+            f"--resume cannot change --epochs: the run in {cfg.out} was started with --epochs "
+            f"{old['epochs']} (asked: {cfg.epochs}), and its LR milestones, cosine and stage-two start are "
+            f"computed from it. Resume without --epochs to finish the {old['epochs']}-epoch run, or train "
+            f"for {cfg.epochs} epochs in a new run (another --out)"
+        )
     changed = sorted(k for k, v in old.items() if k not in RESUMABLE_CHANGES and getattr(cfg, k, v) != v)
     if changed:
         raise ValueError(f"--resume with changed options {', '.join(changed)}; the run was started with "

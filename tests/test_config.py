@@ -223,3 +223,20 @@ def test_train_config_defaults_follow_the_recipe():
     with pytest.raises(ValueError, match="mode must be one of auxiliary, augment"):
         TrainConfig(mode="naive").resolved()
     assert math.isclose(TrainConfig(epochs=7).resolved().epochs, 7)
+
+
+def test_stage_two_start_must_be_an_epoch_of_the_run():
+    from auxtrain.training import TrainConfig
+
+    assert [TrainConfig(epochs=5, stage_two_start=s).resolved().stage_two_start for s in (0, 4)] == [0, 4]
+    for start in (5, 9):  # stage two would never start
+        with pytest.raises(ValueError, match=rf"--stage-two-start {start} .*--epochs 5 .*0 to 4"):
+            TrainConfig(epochs=5, stage_two_start=start).resolved()
+    with pytest.raises(ValueError, match=r"--stage-two-start 12 .*--epochs 12 .*0 to 11"):
+        TrainConfig(stage_two_start=12).resolved()  # against the dataset's default epochs (shapes 12)
+    with pytest.raises(ValueError, match="--stage-two-start -1"):
+        TrainConfig(epochs=5, stage_two_start=-1).resolved()
+    # With --gamma 0 stage two does nothing, so any start is accepted; negative ones are still wrong.
+    assert TrainConfig(epochs=5, stage_two_start=9, gamma=0).resolved().stage_two_start == 9
+    with pytest.raises(ValueError, match="--stage-two-start -1 must be a 0-based epoch"):
+        TrainConfig(epochs=5, stage_two_start=-1, gamma=0).resolved()

@@ -40,6 +40,22 @@ def test_without_torchrun_the_context_is_a_single_process(monkeypatch):
         run_on_main(lambda: (_ for _ in ()).throw(ValueError("bad")), DistContext())
 
 
+def _as_two_epoch_run_stopped_after_epoch_1(out):
+    """Make the finished 1-epoch run in ``out`` a 2-epoch run stopped after epoch 1.
+
+    --resume cannot change --epochs. With TINY's constant LR (warm-up counts steps, not the run)
+    and stage one throughout the first epoch at both lengths, that epoch is the same training.
+    """
+    import yaml
+
+    ckpt = torch.load(out / "checkpoint_last.pt", weights_only=True)
+    ckpt["config"]["epochs"] = 2
+    torch.save(ckpt, out / "checkpoint_last.pt")
+    doc = yaml.safe_load((out / "config.yaml").read_text())
+    doc["config"]["epochs"] = 2
+    (out / "config.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
 @pytest.mark.slow
 def test_torchrun_two_processes_write_one_run_dir_and_resume(tmp_path):
     out = tmp_path / "ddp"
@@ -49,7 +65,8 @@ def test_torchrun_two_processes_write_one_run_dir_and_resume(tmp_path):
                                                      "model_plain.pt"]
     assert first.stdout.count("epoch   1") == 1  # only rank 0 logs
     assert "world_size: 2" in (out / "config.yaml").read_text()
-    resumed = _torchrun(["-m", "auxtrain", "fit", "--resume", "--out", str(out), "--epochs", "2"])
+    _as_two_epoch_run_stopped_after_epoch_1(out)
+    resumed = _torchrun(["-m", "auxtrain", "fit", "--resume", "--out", str(out)])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     rows = (out / "metrics.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]

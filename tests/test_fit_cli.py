@@ -40,6 +40,7 @@ def test_fit_from_config_file_with_flag_overrides(tmp_path, capsys):
     (["--model", "resnet7"], "unknown model name 'resnet7'"),
     (["--corruptions", "gaussian_nois"], "gaussian_nois"),
     (["--dataset", "cifar10", "--data-root", "{tmp}/nothing"], "{tmp}/nothing"),
+    (["--stage-two-start", "1"], "--stage-two-start 1 is not an epoch of the run: with --epochs 1"),
 ])
 def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, capsys, argv, message):
     out = tmp_path / "run"

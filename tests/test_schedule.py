@@ -31,6 +31,29 @@ def test_schedule_scales_with_the_number_of_epochs():
     assert learning_rate(14, base_lr=1.0, epochs=21) == pytest.approx(0.01)
 
 
+def test_no_step_drop_applies_at_epoch_0():
+    # Unclamped, a 1-epoch run rounds the first milestone to 0 and trains at lr / 10 throughout.
+    assert step_milestones(1) == [1, 1, 1]
+    assert learning_rate(0, base_lr=0.1, epochs=1) == 0.1
+    assert TrainingSchedule(epochs=1, base_lr=0.1).epoch_lr(0) == 0.1
+    # Every other length keeps the scaled milestones exactly (none of them rounded to 0).
+    expected = {210: [60, 140, 180], 21: [6, 14, 18], 12: [3, 8, 10], 7: [2, 5, 6], 2: [1, 1, 2]}
+    assert {e: step_milestones(e) for e in expected} == expected
+    assert all(step_milestones(e) == [round(f * e) for f in (60 / 210, 140 / 210, 180 / 210)]
+               for e in range(2, 400))
+
+
+def test_default_stage_two_gets_at_least_the_last_epoch():
+    # 6/7 of 2 or 3 epochs rounds to the end of the run: stage two would never start.
+    assert [stage_two_epoch(e) for e in (2, 3)] == [1, 2]
+    s = TrainingSchedule(epochs=3, base_lr=0.1, gamma=0.5)
+    assert [s.stage(e) for e in range(3)] == [1, 1, 2] and s.tying_weight(2) == 0.5
+    assert stage_two_epoch(1) == 1  # a 1-epoch run has no stage two unless asked (--stage-two-start 0)
+    # Where 6/7 of the run already starts before its end, nothing changes.
+    assert {e: stage_two_epoch(e) for e in (7, 12, 21, 210)} == {7: 6, 12: 10, 21: 18, 210: 180}
+    assert all(stage_two_epoch(e) == round(6 / 7 * e) for e in range(4, 400))
+
+
 def test_warmup_rises_linearly_then_stays_at_one():
     assert [warmup_factor(0, s, 4, 1) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
     assert warmup_factor(1, 0, 4, 1) == 1.0 and warmup_factor(0, 0, 4, 0) == 1.0
@@ -73,3 +96,12 @@ def test_training_schedule_owns_every_time_dependent_number():
         TrainingSchedule(epochs=3, base_lr=0.1, kind="linear")
     with pytest.raises(ValueError, match="stage_two_start"):
         TrainingSchedule(epochs=3, base_lr=0.1, stage_two_start=-1)
+
+
+def test_training_schedule_refuses_a_stage_two_start_past_the_run():
+    assert TrainingSchedule(epochs=3, base_lr=0.1, stage_two_start=2).stage(2) == 2
+    for start in (3, 7):
+        with pytest.raises(ValueError, match=rf"stage_two_start {start} .*3-epoch run \(0 to 2\)"):
+            TrainingSchedule(epochs=3, base_lr=0.1, stage_two_start=start)
+    flat = TrainingSchedule(epochs=3, base_lr=0.1, stage_two_start=3, gamma=0.0)  # stage two does nothing
+    assert [flat.tying_weight(e) for e in range(3)] == [0.0, 0.0, 0.0]

@@ -145,24 +145,23 @@ def test_mid_epoch_ctrl_c_saves_and_resume_ends_bit_identical(tmp_path, monkeypa
     assert resumed.metrics[0]["loss"] == pytest.approx(reference.metrics[0]["loss"], rel=1e-12)
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(standard_run, tmp_path, monkeypatch):
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     from auxtrain.losses import AuxiliaryLoss
-    from auxtrain.training import fit
+    from auxtrain.training import NonFiniteLossError, fit
 
-    run = _copy_run(standard_run, tmp_path)
-    before = (run / "checkpoint_last.pt").read_bytes()
-    real_forward = AuxiliaryLoss.forward
+    real_forward, calls, saved = AuxiliaryLoss.forward, [], []
 
-    def nan_forward(self, *args, **kwargs):
+    def nan_from_epoch_2(self, *args, **kwargs):  # 2 steps per epoch
+        calls.append(1)
         total, terms = real_forward(self, *args, **kwargs)
-        return total * float("nan"), terms
+        return (total * float("nan") if len(calls) > 2 else total), terms
 
-    monkeypatch.setattr(AuxiliaryLoss, "forward", nan_forward)
-    from auxtrain.training import NonFiniteLossError
-
+    monkeypatch.setattr(AuxiliaryLoss, "forward", nan_from_epoch_2)
+    ckpt = tmp_path / "run" / "checkpoint_last.pt"
     with pytest.raises(NonFiniteLossError, match="loss became nan at epoch 2.*checkpoint"):
-        fit(_tiny(tmp_path, corruptions="none", schedule="constant", epochs=2, resume=True))
-    assert (run / "checkpoint_last.pt").read_bytes() == before
+        fit(_tiny(tmp_path, corruptions="none", schedule="constant", epochs=2),
+            on_epoch=lambda row: saved.append(ckpt.read_bytes()))
+    assert len(saved) == 1 and ckpt.read_bytes() == saved[0]  # epoch 1's checkpoint
 
 
 def test_resume_refuses_changed_training_options(standard_run, tmp_path):
@@ -171,6 +170,29 @@ def test_resume_refuses_changed_training_options(standard_run, tmp_path):
     _copy_run(standard_run, tmp_path)
     with pytest.raises(ValueError, match="changed options lr"):
         fit(_tiny(tmp_path, corruptions="none", schedule="constant", lr=0.5, resume=True))
+
+
+def test_logged_lr_is_the_lr_of_the_epochs_last_step_warm_up_included(tmp_path):
+    from auxtrain.training import fit
+
+    # 2 steps per epoch, a 2-epoch warm-up: the epoch's last step trains at 2/4 of the LR.
+    result = fit(_tiny(tmp_path, corruptions="none", schedule="constant", warmup_epochs=2))
+    ckpt = torch.load(result.run_dir / "checkpoint_last.pt", weights_only=True)
+    used = ckpt["optimizer"]["param_groups"][0]["lr"]  # set by the last step
+    assert result.metrics[0]["lr"] == pytest.approx(0.05) == used
+    assert RunDir(result.run_dir, resume=True).read_metrics()[0]["lr"] == "0.05"
+
+
+def test_resume_refuses_a_changed_epochs_before_writing_anything(standard_run, tmp_path):
+    """Milestones, cosine and stage two follow from --epochs: a changed one would change the schedule."""
+    from auxtrain.training import fit
+
+    run = _copy_run(standard_run, tmp_path)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with pytest.raises(ValueError, match=r"--resume cannot change --epochs: .*--epochs 1 \(asked: 2\).*"
+                                         r"Resume without --epochs.*new run"):
+        fit(_tiny(tmp_path, corruptions="none", schedule="constant", epochs=2, resume=True))
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
 
 
 def test_test_data_and_eval_set_do_not_depend_on_the_training_seed(tmp_path, monkeypatch):
