@@ -14,66 +14,15 @@ route the layer *is* BatchNorm2d.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
-
 import torch
 from torch import Tensor, nn
+
+from auxtrain.nn._route import _Route, route_domains
 
 __all__ = ["SelectiveBatchNorm2d", "route_domains"]
 
 _RUNNING_STATS = ("clean", "per_domain")
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
-
-
-class _Route:
-    """The routing of one batch: consecutive chunk sizes, or a per-sample domain index.
-
-    For index routing the samples are sorted by domain once here (stable), so every layer reuses
-    the permutation and the per-domain counts without a device sync.
-    """
-
-    __slots__ = ("sizes", "index", "perm", "inv_perm")
-
-    def __init__(self, sizes: Sequence[int] | None, index: Tensor | None) -> None:
-        if (sizes is None) == (index is None):
-            raise ValueError(
-                "route_domains needs exactly one of sizes= (consecutive chunk sizes, e.g. sizes=[64, 64]) "
-                f"or index= (a per-sample tensor of domain ids); got sizes={sizes!r}, "
-                f"index={'None' if index is None else 'a tensor'}"
-            )
-        self.index = self.perm = self.inv_perm = None
-        if sizes is not None:
-            if isinstance(sizes, Tensor):
-                sizes = sizes.tolist()
-            try:
-                sizes = tuple(int(s) for s in sizes)
-            except (TypeError, ValueError):
-                raise TypeError(f"sizes must be a sequence of ints, got {sizes!r}") from None
-            if not sizes or min(sizes) < 0:
-                raise ValueError(
-                    f"sizes must be a non-empty sequence of non-negative ints, got {list(sizes)}"
-                )
-            self.sizes = sizes
-            return
-        if not isinstance(index, Tensor):
-            raise TypeError(
-                f"index must be a 1-D integer torch.Tensor of domain ids, got {type(index).__name__}"
-            )
-        dtype = index.dtype
-        if index.dim() != 1 or dtype.is_floating_point or dtype.is_complex or dtype == torch.bool:
-            raise ValueError(
-                f"index must be a 1-D integer tensor (one domain id per sample), got shape "
-                f"{tuple(index.shape)} and dtype {index.dtype}"
-            )
-        index = index.long()
-        if index.numel() and int(index.min()) < 0:
-            raise ValueError(f"index holds a negative domain id ({int(index.min())}); domain ids start at 0")
-        counts = torch.bincount(index) if index.numel() else index.new_zeros(1)
-        self.sizes = tuple(int(c) for c in counts.tolist())
-        self.index = index
-        self.perm = torch.argsort(index, stable=True)
-        self.inv_perm = torch.argsort(self.perm)
 
 
 def _is_compiling() -> bool:
@@ -301,7 +250,7 @@ class SelectiveBatchNorm2d(nn.BatchNorm2d):
         if route is None:
             return super().forward(input)
         self._check_input_dim(input)
-        sizes = self._check_route(route, input)
+        sizes = route.check(self, input)
         use_batch_stats = self.training or self.running_mean is None
         if len(sizes) == 1 or not (use_batch_stats or self.per_domain):
             return super().forward(input)  # one domain, or eval with the clean statistics
@@ -313,37 +262,6 @@ class SelectiveBatchNorm2d(nn.BatchNorm2d):
         y = self._forward_batch_stats(input.index_select(0, route.perm.to(input.device)), sizes)
         y = y.index_select(0, route.inv_perm.to(y.device))
         return y.contiguous(memory_format=_memory_format(input))
-
-    def _check_route(self, route: _Route, input: Tensor) -> tuple[int, ...]:
-        sizes = route.sizes
-        n = input.shape[0]
-        if route.index is not None:
-            if route.index.numel() != n:
-                raise ValueError(
-                    f"route index has {route.index.numel()} entries but the batch reaching "
-                    f"{type(self).__name__} has {n} samples; pass one domain id per sample"
-                )
-        elif sum(sizes) != n:
-            raise ValueError(
-                f"route sizes {list(sizes)} sum to {sum(sizes)} but the batch reaching "
-                f"{type(self).__name__} has {n} samples; the sizes must add up to the batch size"
-            )
-        if len(sizes) > self.num_domains:
-            what = "domain id" if route.index is not None else "number of chunks"
-            raise ValueError(
-                f"route uses {len(sizes)} domains ({what} out of range) but this layer has "
-                f"num_domains={self.num_domains}; convert with num_domains >= {len(sizes)}"
-            )
-        if self.training:
-            spatial = input.shape[2] * input.shape[3]
-            for d, size in enumerate(sizes):
-                if size * spatial == 1:
-                    raise ValueError(
-                        f"domain {d} has a single value per channel (1 sample of {input.shape[2]}x"
-                        f"{input.shape[3]}) in training; batch statistics need more than one value: "
-                        "use more samples per domain"
-                    )
-        return sizes
 
     def _factor(self, num_batches_tracked: Tensor, dtype: torch.dtype) -> Tensor | float:
         """The running-average weight after ``num_batches_tracked`` was incremented (as BatchNorm2d)."""
@@ -464,47 +382,3 @@ class SelectiveBatchNorm2d(nn.BatchNorm2d):
             index = index.to(x.device)
             y = torch.addcmul(shift[index][:, :, None, None], xs, scale[index][:, :, None, None])
         return y.to(x.dtype).contiguous(memory_format=_memory_format(x))
-
-@contextlib.contextmanager
-def route_domains(
-    module: nn.Module, sizes: Sequence[int] | None = None, index: Tensor | None = None
-) -> Iterator[None]:
-    """Route every :class:`SelectiveBatchNorm2d` inside ``module`` for the duration of a ``with`` block.
-
-    Args:
-        module: a model (or a single layer) containing SelectiveBatchNorm2d layers.
-        sizes: consecutive chunk sizes ``[n0, n1, ...]``: the first n0 samples are domain 0, the
-            next n1 domain 1, ... Equal sizes take the vectorised fast path.
-        index: alternatively, a 1-D integer tensor with one domain id per sample.
-
-    Exactly one of ``sizes`` and ``index`` must be given. On exit (also on an exception) each layer
-    gets back the routing it had before, so blocks nest; nothing is stored globally (copies made
-    inside the block do not keep the route). Batch sizes and domain ids are checked against each
-    layer when it runs (ValueError). The routing lives on the layers, so one model must not run
-    under two different routes at the same time (e.g. from two threads).
-
-    Raises:
-        ValueError: neither or both of sizes/index, negative sizes or ids, a non-integer index, or
-            a module without any SelectiveBatchNorm2d (convert it with ``convert_selective_bn``).
-
-    Example::
-
-        with route_domains(model, sizes=[64, 64, 64]):   # clean batch + two corrupted views
-            logits = model(torch.cat([x, x_noise, x_blur]))
-    """
-    route = _Route(sizes, index)
-    layers = [m for m in module.modules() if isinstance(m, SelectiveBatchNorm2d)]
-    if not layers:
-        raise ValueError(
-            f"{type(module).__name__} contains no SelectiveBatchNorm2d to route; convert its batch norms "
-            "first with auxtrain.nn.convert_selective_bn(model, num_domains)"
-        )
-    previous = [(layer, layer._route) for layer in layers]
-    try:
-        for layer in layers:
-            layer._route = route
-        yield
-    finally:
-        for layer, old in previous:
-            layer._route = old
-
