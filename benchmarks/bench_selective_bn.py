@@ -9,7 +9,8 @@ Columns: median times over interleaved repeats (each repeat runs every variant o
 load hits all of them alike), the ratio of medians to BatchNorm2d (and of minimums, the better
 estimate on a busy machine):
 
-- ``selective``: the layer as users run it (eager mode);
+- ``selective``: the layer as users run it in eager mode (its ``auxtrain::selective_batch_norm``
+  operator, the same one torch.compile runs);
 - ``unequal``: the layer with unequal chunks (sizes B+B/2, B-B/2, B, ...).
 
 Usage::
