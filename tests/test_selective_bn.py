@@ -178,7 +178,7 @@ def test_per_domain_eval_uses_each_domains_running_stats():
         y = bn(x)
     for d, (xc, yc) in enumerate(zip(x.split(sizes), y.split(sizes), strict=True)):
         assert _close(yc, _plain_copy(bn, d).eval()(xc))
-    with route_domains(bn, sizes=[3, 3]):  # equal sizes take the vectorised branch
+    with route_domains(bn, sizes=[3, 3]):  # another split of the same batch, equal sizes
         y = bn(x)
     assert _close(y[3:], _plain_copy(bn, 1).eval()(x[3:]))
     assert _close(bn(x), _plain_copy(bn, 0).eval()(x))  # outside a route: the clean statistics
