@@ -1,24 +1,24 @@
 """Speed of SelectiveBatchNorm2d against nn.BatchNorm2d on the same stacked batch.
 
 Claim checked: with D equal domains (D = 2..5) a training step (forward + backward) of
-SelectiveBatchNorm2d costs at most 1.3x that of nn.BatchNorm2d on the same (D*B, C, H, W) batch
-(CPU target; CUDA is measured too when present). The default shape is the one of issue 4:
-D x 128 x 64 x 32 x 32.
+SelectiveBatchNorm2d costs at most 1.2x that of nn.BatchNorm2d on the same (D*B, C, H, W) batch,
+with 1 and with 2 CPU threads (CUDA is measured too when present). The default shape is the one of
+issue 4: D x 128 x 64 x 32 x 32.
 
 Columns: median times over interleaved repeats (each repeat runs every variant once, so machine
 load hits all of them alike), the ratio of medians to BatchNorm2d (and of minimums, the better
 estimate on a busy machine):
 
-- ``selective``: the layer as users run it (eager; one ATen batch-norm kernel call per domain,
-  writing into one output buffer);
-- ``plain-op path``: the same layer's torch.compile-friendly path (var_mean + affine through
-  autograd) run eagerly, shown to document why eager mode does not use it;
+- ``selective``: the layer as users run it in eager mode (its ``auxtrain::selective_batch_norm``
+  operator, the same one torch.compile runs);
 - ``unequal``: the layer with unequal chunks (sizes B+B/2, B-B/2, B, ...).
 
 Usage::
 
-    python benchmarks/bench_selective_bn.py            # issue 4 shape, ~5 minutes on a quiet 2-core CPU
-    python benchmarks/bench_selective_bn.py --quick    # smaller batch, about a minute
+    python benchmarks/bench_selective_bn.py --threads 1,2   # issue 4 shape, minutes on a quiet 2-core CPU
+    python benchmarks/bench_selective_bn.py --threads 1,2 --quick --out /tmp/sbn.md   # smaller batch, seconds
+
+``--out`` elsewhere keeps a quick check from replacing the recorded results.
 """
 
 from __future__ import annotations
@@ -47,16 +47,12 @@ def _sync(device: torch.device) -> None:
 
 
 def _step(layer: nn.Module, x: torch.Tensor, grad: torch.Tensor, sizes: list[int] | None,
-          plain_ops: bool, device: torch.device) -> float:
+          device: torch.device) -> float:
     x.grad = None
     _sync(device)
     start = time.perf_counter()
     if sizes is None:
         y = layer(x)
-    elif plain_ops:
-        with torch.no_grad():
-            layer.num_batches_tracked.add_(1)
-        y = layer._forward_batch_stats_traceable(x, tuple(sizes), update=True)
     else:
         with route_domains(layer, sizes=sizes):
             y = layer(x)
@@ -77,15 +73,14 @@ def measure(device: torch.device, domains: int, batch: int, channels: int, size:
     half = batch // 2
     unequal = [batch + half, batch - half] + [batch] * (domains - 2)
     variants = {
-        "batchnorm2d": (plain, None, False),
-        "selective": (selective, [batch] * domains, False),
-        "plain-op path": (selective, [batch] * domains, True),
-        "unequal": (selective, unequal, False),
+        "batchnorm2d": (plain, None),
+        "selective": (selective, [batch] * domains),
+        "unequal": (selective, unequal),
     }
     times: dict[str, list[float]] = {name: [] for name in variants}
     for rep in range(repeats + 1):  # the first round warms up and is discarded
-        for name, (layer, sizes, plain_ops) in variants.items():
-            elapsed = _step(layer, x, grad, sizes, plain_ops, device)
+        for name, (layer, sizes) in variants.items():
+            elapsed = _step(layer, x, grad, sizes, device)
             if rep:
                 times[name].append(elapsed)
     return {
@@ -111,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="smaller batch and fewer repeats (~1 minute)")
+    parser.add_argument("--quick", action="store_true", help="smaller batch and fewer repeats")
     parser.add_argument("--batch", type=int, default=None, help="images per domain (default 128, quick 32)")
     parser.add_argument("--channels", type=int, default=64, help="channels C (default 64)")
     parser.add_argument("--size", type=int, default=32, help="height = width (default 32)")
@@ -131,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
 
     header = ("| device | threads | D | input shape | BatchNorm2d ms | selective ms | ratio "
-              "| ratio of minimums | plain-op path ratio | unequal sizes ratio |")
-    rows = [header, "|---|---|---|---|---|---|---|---|---|---|"]
+              "| ratio of minimums | unequal sizes ratio |")
+    rows = [header, "|---|---|---|---|---|---|---|---|---|"]
     print(header, flush=True)
     runs = [(torch.device("cpu"), t) for t in thread_counts] + [(d, None) for d in devices[1:]]
     for device, threads in runs:
@@ -145,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             row = (f"| {device.type} | {threads or '-'} | {domains} | {shape} | {base * 1e3:.1f} "
                    f"| {t['selective'] * 1e3:.1f} | {t['selective'] / base:.2f} "
                    f"| {t['selective min'] / t['batchnorm2d min']:.2f} "
-                   f"| {t['plain-op path'] / base:.2f} | {t['unequal'] / base:.2f} |")
+                   f"| {t['unequal'] / base:.2f} |")
             rows.append(row)
             print(row, flush=True)
 
@@ -161,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         f"- machine: {machine}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}",
         *[f"- note: {line}" for line in args.note],
         "- ratio = selective / BatchNorm2d (medians; also of minimums) on the same stacked batch "
-        "(target <= 1.3 on CPU for D <= 5); the other two ratios are medians too",
+        "(target <= 1.2 on CPU for D <= 5); the unequal sizes ratio is of medians too",
         "",
         *rows,
         "",

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+import auxtrain.nn.selective_bn as selective_bn
 from auxtrain.nn import SelectiveBatchNorm2d, convert_selective_bn, revert_selective_bn, route_domains
 
 TOL = 1e-10
@@ -144,8 +145,15 @@ def test_index_route_equals_sizes_route_after_permutation(running_stats):
 
 
 @pytest.mark.parametrize("route", [{"sizes": [4, 4]}, {"sizes": [3, 5]}, {"index": torch.tensor([1, 0] * 4)}])
-def test_gradcheck(route):
-    bn = SelectiveBatchNorm2d(2, num_domains=2).double()
+@pytest.mark.parametrize("per_domain_eval", [False, True])
+def test_gradcheck(route, per_domain_eval):
+    running_stats = "per_domain" if per_domain_eval else "clean"
+    bn = SelectiveBatchNorm2d(2, num_domains=2, running_stats=running_stats).double()
+    if per_domain_eval:  # the running statistics are constants of the gradient
+        with torch.no_grad():
+            bn.domain_running_mean.uniform_(-1.0, 1.0)
+            bn.domain_running_var.uniform_(0.5, 2.0)
+        bn.eval()
     x = torch.randn(8, 2, 1, 2, dtype=torch.float64, requires_grad=True)
     w = torch.empty(2, dtype=torch.float64).uniform_(0.5, 2.0).requires_grad_()
     b = torch.empty(2, dtype=torch.float64).uniform_(-1.0, 1.0).requires_grad_()
@@ -170,7 +178,7 @@ def test_per_domain_eval_uses_each_domains_running_stats():
         y = bn(x)
     for d, (xc, yc) in enumerate(zip(x.split(sizes), y.split(sizes), strict=True)):
         assert _close(yc, _plain_copy(bn, d).eval()(xc))
-    with route_domains(bn, sizes=[3, 3]):  # equal sizes take the vectorised branch
+    with route_domains(bn, sizes=[3, 3]):  # another split of the same batch, equal sizes
         y = bn(x)
     assert _close(y[3:], _plain_copy(bn, 1).eval()(x[3:]))
     assert _close(bn(x), _plain_copy(bn, 0).eval()(x))  # outside a route: the clean statistics
@@ -440,26 +448,45 @@ def test_torch_compile_equal_sizes_no_graph_break():
         assert _close(a, b, 1e-9), name
 
 
-@pytest.mark.parametrize("sizes", [[3, 5, 2], [4, 4, 4]])
+@pytest.mark.slow
+@pytest.mark.parametrize("sizes", [[3, 5, 2], [4, 4, 4], [5, 0, 7]])
 @pytest.mark.parametrize(("running_stats", "momentum"), [("clean", 0.1), ("per_domain", None)])
-def test_traceable_path_used_by_torch_compile_matches_eager(monkeypatch, sizes, running_stats, momentum):
-    import auxtrain.nn.selective_bn as module
-
+def test_torch_compile_matches_eager(sizes, running_stats, momentum):
+    torch._dynamo.reset()
     eager = _layer(running_stats=running_stats, momentum=momentum)
     traced = copy.deepcopy(eager)
-    monkeypatch.setattr(module, "_is_compiling", lambda: True)
+
+    def run(layer, x):
+        with route_domains(layer, sizes=sizes):
+            return layer(x)
+
+    compiled = torch.compile(run, backend="aot_eager", fullgraph=True)
     for step in range(2):
         x = _input(sum(sizes), seed=step)
         xt = x.detach().clone().requires_grad_()
-        with route_domains(eager, sizes=sizes):
-            monkeypatch.setattr(module, "_is_compiling", lambda: False)
-            y = eager(x)
-        with route_domains(traced, sizes=sizes):
-            monkeypatch.setattr(module, "_is_compiling", lambda: True)
-            yt = traced(xt)
+        y, yt = run(eager, x), compiled(traced, xt)
         g = torch.randn_like(y)
         y.backward(g)
         yt.backward(g)
         assert _close(y, yt) and _close(x.grad, xt.grad) and _close(eager.weight.grad, traced.weight.grad)
         for (name, a), b in zip(eager.named_buffers(), traced.buffers(), strict=True):
             assert _close(a, b), name
+    eager.eval()
+    traced.eval()
+    x = _input(sum(sizes), seed=5)
+    assert _close(run(eager, x), compiled(traced, x))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("running_stats", "training"),
+                         [("clean", True), ("per_domain", True), ("per_domain", False), (None, True)])
+def test_operator_registration(running_stats, training):
+    """torch.library's own checks of the operator: schema and declared mutations, fake tensors, AOT.
+
+    Its gradients come from the autograd.Function around it (test_gradcheck). None: no statistics."""
+    bn = _layer(running_stats=running_stats or "clean", momentum=None)
+    stats = [getattr(bn, name, None) if running_stats else None for name in selective_bn._STATS]
+    x, weight, bias = _input(10).detach(), bn.weight.detach(), bn.bias.detach()
+    for sizes in ([4, 6], [3, 0, 7]):
+        args = (x, weight, bias, *stats, sizes, training, None, bn.eps)
+        torch.library.opcheck(selective_bn._selective_batch_norm, args)

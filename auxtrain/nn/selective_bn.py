@@ -3,84 +3,39 @@
 Auxiliary training (Zhang et al., CVPR 2020) runs a clean batch and K corrupted views of it through
 one network. Plain batch norm would pool the statistics of all views; ``SelectiveBatchNorm2d``
 normalises each domain's samples with that domain's own batch statistics while the affine weight
-and bias stay shared (they receive gradients from every domain). It generalises timm's
-``SplitBatchNorm2d`` (AdvProp's auxiliary BN) and the record/restore trick of the authors' code.
+and bias stay shared (they receive gradients from every domain). It generalises the record/restore
+trick of the authors' code; timm's ``SplitBatchNorm2d`` (AdvProp's auxiliary BNs) differs in giving
+each auxiliary BN its own affine parameters as well.
 
 The layer is a subclass of :class:`torch.nn.BatchNorm2d`: the clean (domain 0) statistics and the
 affine parameters keep BatchNorm2d's state_dict keys, so plain checkpoints load into it and back.
 Which sample belongs to which domain is set from outside with :func:`route_domains`; outside a
 route the layer *is* BatchNorm2d.
+
+One implementation serves eager mode and ``torch.compile``: the operator
+``auxtrain::selective_batch_norm`` runs ATen's batch-norm kernel (on CPU the one BatchNorm2d uses)
+once per domain into that domain's slice of one output, so each domain's numbers are BatchNorm2d's
+and nothing is concatenated. Registered with ``torch.library``, declaring that it updates the
+running statistics, it stays one node of a compiled graph (no graph break); a
+``torch.autograd.Function`` around it gives the backward pass.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+import itertools
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from auxtrain.nn._route import _Route, route_domains
+
 __all__ = ["SelectiveBatchNorm2d", "route_domains"]
 
 _RUNNING_STATS = ("clean", "per_domain")
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
-
-
-class _Route:
-    """The routing of one batch: consecutive chunk sizes, or a per-sample domain index.
-
-    For index routing the samples are sorted by domain once here (stable), so every layer reuses
-    the permutation and the per-domain counts without a device sync.
-    """
-
-    __slots__ = ("sizes", "index", "perm", "inv_perm")
-
-    def __init__(self, sizes: Sequence[int] | None, index: Tensor | None) -> None:
-        if (sizes is None) == (index is None):
-            raise ValueError(
-                "route_domains needs exactly one of sizes= (consecutive chunk sizes, e.g. sizes=[64, 64]) "
-                f"or index= (a per-sample tensor of domain ids); got sizes={sizes!r}, "
-                f"index={'None' if index is None else 'a tensor'}"
-            )
-        self.index = self.perm = self.inv_perm = None
-        if sizes is not None:
-            if isinstance(sizes, Tensor):
-                sizes = sizes.tolist()
-            try:
-                sizes = tuple(int(s) for s in sizes)
-            except (TypeError, ValueError):
-                raise TypeError(f"sizes must be a sequence of ints, got {sizes!r}") from None
-            if not sizes or min(sizes) < 0:
-                raise ValueError(
-                    f"sizes must be a non-empty sequence of non-negative ints, got {list(sizes)}"
-                )
-            self.sizes = sizes
-            return
-        if not isinstance(index, Tensor):
-            raise TypeError(
-                f"index must be a 1-D integer torch.Tensor of domain ids, got {type(index).__name__}"
-            )
-        dtype = index.dtype
-        if index.dim() != 1 or dtype.is_floating_point or dtype.is_complex or dtype == torch.bool:
-            raise ValueError(
-                f"index must be a 1-D integer tensor (one domain id per sample), got shape "
-                f"{tuple(index.shape)} and dtype {index.dtype}"
-            )
-        index = index.long()
-        if index.numel() and int(index.min()) < 0:
-            raise ValueError(f"index holds a negative domain id ({int(index.min())}); domain ids start at 0")
-        counts = torch.bincount(index) if index.numel() else index.new_zeros(1)
-        self.sizes = tuple(int(c) for c in counts.tolist())
-        self.index = index
-        self.perm = torch.argsort(index, stable=True)
-        self.inv_perm = torch.argsort(self.perm)
-
-
-def _is_compiling() -> bool:
-    compiler = getattr(torch, "compiler", None)
-    if compiler is not None and hasattr(compiler, "is_compiling"):
-        return compiler.is_compiling()
-    return torch._dynamo.is_compiling()
+_STATS = ("running_mean", "running_var", "num_batches_tracked",
+          "domain_running_mean", "domain_running_var", "domain_num_batches_tracked")
+_aten = torch.ops.aten
 
 
 def _memory_format(x: Tensor) -> torch.memory_format:
@@ -89,95 +44,107 @@ def _memory_format(x: Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
-class _DomainBatchNorm(torch.autograd.Function):
-    """Batch norm of consecutive chunks, each with its own statistics, as one autograd node.
+def _chunks(sizes: Sequence[int]) -> list[tuple[int, slice]]:
+    """(domain, slice of its samples) for each non-empty domain of a batch of consecutive chunks."""
+    ends = itertools.accumulate(sizes)
+    return [(d, slice(end - n, end)) for d, (n, end) in enumerate(zip(sizes, ends, strict=True)) if n]
 
-    Forward: each chunk goes through ATen's own batch-norm kernel (the one ``nn.BatchNorm2d``
-    uses), writing straight into its slice of one output, so per chunk the output and the running
-    statistics are bitwise BatchNorm2d's and nothing is concatenated. The Python loop only issues
-    one kernel call per domain; it never touches the data. Backward: see the comments there.
+
+def _new_outputs(x: Tensor, weight: Tensor | None, running_mean: Tensor | None,
+                 num: int) -> tuple[Tensor, Tensor, Tensor]:
+    # float16/bfloat16 inputs get statistics in the parameters' dtype, as ATen's kernel gives them.
+    ref = weight if weight is not None else running_mean if running_mean is not None else x
+    saved = x.new_zeros((num, x.shape[1]), dtype=ref.dtype)
+    return torch.empty_like(x, memory_format=_memory_format(x)), saved, torch.zeros_like(saved)
+
+
+@torch.library.custom_op("auxtrain::selective_batch_norm", mutates_args=_STATS)
+def _selective_batch_norm(
+    x: Tensor, weight: Tensor | None, bias: Tensor | None,
+    running_mean: Tensor | None, running_var: Tensor | None, num_batches_tracked: Tensor | None,
+    domain_running_mean: Tensor | None, domain_running_var: Tensor | None,
+    domain_num_batches_tracked: Tensor | None,
+    sizes: list[int], training: bool, momentum: float | None, eps: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Batch norm of consecutive chunks of ``x`` (``sizes``), each with its own statistics.
+
+    The statistics arguments are the layer's buffers, None where unused. ``training``: normalise
+    each chunk with its batch statistics and update its domain's running statistics and batch
+    count in place, as BatchNorm2d does; otherwise normalise with the running statistics.
+    Returns the output and, per domain, what the backward pass needs: the batch mean and inverse
+    standard deviation (training) or the running mean and variance (eval).
     """
+    stats = (running_mean, running_var, num_batches_tracked,
+             domain_running_mean, domain_running_var, domain_num_batches_tracked)
+    x = x.contiguous(memory_format=_memory_format(x))
+    out, mean, second = _new_outputs(x, weight, running_mean, len(sizes))
+    for d, sl in _chunks(sizes):
+        rows = stats[:3] if d == 0 else (None,) * 3 if stats[3] is None else [t[d - 1] for t in stats[3:]]
+        rm, rv, count = rows
+        factor = 0.0
+        if training and count is not None:
+            count.add_(1)
+            factor = 1.0 / float(count) if momentum is None else momentum
+        saved = (mean[d], second[d]) if training else (mean.new_empty(0), mean.new_empty(0))
+        _aten.native_batch_norm.out(x[sl], weight, bias, rm, rv, training, factor, eps,
+                                    out=out[sl], save_mean=saved[0], save_invstd=saved[1])
+        if not training:
+            mean[d], second[d] = rm, rv
+    return out, mean, second
+
+
+@_selective_batch_norm.register_fake
+def _(x, weight, bias, running_mean, *args):
+    return _new_outputs(x, weight, running_mean, len(args[-4]))
+
+
+class _SelectiveBatchNorm(torch.autograd.Function):
+    """Autograd for the operator; torch.compile traces both directions without a graph break."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, sizes, running, eps):
-        fmt = _memory_format(x)
-        x = x.contiguous(memory_format=fmt)
-        params = [t for t in (weight, bias) if t is not None]
-        stat_dtype = params[0].dtype if params else next((r[0].dtype for r in running if r), x.dtype)
-        out = torch.empty_like(x, memory_format=fmt)
-        save_mean = x.new_empty(len(sizes), x.shape[1], dtype=stat_dtype)
-        save_invstd = torch.empty_like(save_mean)
-        start = 0
-        for d, size in enumerate(sizes):
-            if size == 0:
-                continue
-            rm, rv, factor = running[d] if running[d] is not None else (None, None, 0.0)
-            sl = slice(start, start + size)
-            torch.ops.aten.native_batch_norm.out(
-                x[sl], weight, bias, rm, rv, True, factor, eps,
-                out=out[sl], save_mean=save_mean[d], save_invstd=save_invstd[d],
-            )
-            start += size
-        ctx.save_for_backward(x, weight, save_mean, save_invstd)
-        ctx.sizes, ctx.eps, ctx.fmt = sizes, eps, fmt
+    def forward(ctx, x, weight, bias, sizes, training, momentum, eps, *stats):
+        out, mean, second = _selective_batch_norm(x, weight, bias, *stats, sizes, training, momentum, eps)
+        ctx.save_for_backward(x, weight, mean, second)
+        ctx.sizes, ctx.training, ctx.eps = sizes, training, eps
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        x, weight, save_mean, save_invstd = ctx.saved_tensors
-        sizes, eps = ctx.sizes, ctx.eps
-        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]]
-        grad = grad.contiguous(memory_format=ctx.fmt)
-        bounds, start = [], 0
-        for d, size in enumerate(sizes):
-            if size:
-                bounds.append((d, slice(start, start + size)))
-            start += size
-        if torch.is_grad_enabled():  # create_graph=True: differentiable kernels (double backward works)
-            parts = [
-                torch.ops.aten.native_batch_norm_backward(
-                    grad[sl], x[sl], weight, None, None, save_mean[d], save_invstd[d], True, eps, mask
-                )
-                for d, sl in bounds
-            ]
+        x, weight, mean, second = ctx.saved_tensors
+        chunks, training, eps = _chunks(ctx.sizes), ctx.training, ctx.eps
+        fmt = _memory_format(x)
+        x, grad = x.contiguous(memory_format=fmt), grad.contiguous(memory_format=fmt)
+        mask, no_grads = list(ctx.needs_input_grad[:3]), (None,) * 10
+        w = weight if weight is not None else mean.new_ones(x.shape[1])
+
+        def kernel(d: int, sl: slice, output_mask: list[bool]) -> tuple[Tensor, Tensor, Tensor]:
+            saved = (None, None, mean[d], second[d]) if training else (mean[d], second[d], None, None)
+            return _aten.native_batch_norm_backward(grad[sl], x[sl], w, *saved, training, eps, output_mask)
+
+        if torch.is_grad_enabled():  # create_graph=True: ATen's differentiable kernels (double backward)
+            parts = [kernel(d, sl, mask) for d, sl in chunks]
             grad_x = torch.cat([p[0] for p in parts]) if mask[0] else None
-            grad_w = sum(p[1] for p in parts) if mask[1] else None
-            grad_b = sum(p[2] for p in parts) if mask[2] else None
-            return grad_x, grad_w, grad_b, None, None, None
-        # First-order backward. Per domain, ATen's kernel gives the two per-channel reductions
-        # sum(g * xhat) and sum(g) (no full-size output); then one vectorised pass over all domains
-        # writes grad_x = a*g + k*x + c into a single buffer (a, k, c per domain and channel).
-        w = weight if weight is not None else save_mean.new_ones(x.shape[1])
-        dot, sum_g = torch.zeros_like(save_mean), torch.zeros_like(save_mean)
-        for d, sl in bounds:
-            _, dot[d], sum_g[d] = torch.ops.aten.native_batch_norm_backward(
-                grad[sl], x[sl], w, None, None, save_mean[d], save_invstd[d], True, eps, [False, True, True]
-            )
-        grad_x = None
-        if mask[0]:
-            counts = save_mean.new_tensor(sizes).mul_(x.shape[2] * x.shape[3]).clamp_(min=1).unsqueeze(1)
-            a = w * save_invstd
-            k = -a * save_invstd * dot / counts
-            c = -a * sum_g / counts - k * save_mean
-            grad_x = torch.empty_like(x, memory_format=ctx.fmt)
-            if min(sizes) > 0 and max(sizes) == min(sizes):
-                shape = (len(sizes), 1, x.shape[1], 1, 1)
-                a, k, c = a.view(shape), k.view(shape), c.view(shape)
-                gv, xv, out = (t.unflatten(0, (len(sizes), -1)) for t in (grad, x, grad_x))
-            else:
-                domain = torch.arange(len(sizes), device=x.device).repeat_interleave(
-                    torch.tensor(sizes, device=x.device), output_size=x.shape[0]
-                )
-                a, k, c = (t[domain][:, :, None, None] for t in (a, k, c))
-                gv, xv, out = grad, x, grad_x
-            torch.addcmul(c, gv, a, out=out)
-            out.addcmul_(xv, k)
-        return (
-            grad_x,
-            dot.sum(0).to(weight.dtype) if mask[1] else None,
-            sum_g.sum(0).to(weight.dtype) if mask[2] else None,
-            None, None, None,
-        )
+            return grad_x, *(sum(p[i] for p in parts) if mask[i] else None for i in (1, 2)), *no_grads
+        # First order. Per domain, ATen's kernel gives the per-channel reductions sum(g * xhat) and
+        # sum(g) only (its out= variant computes a full-size result and copies it); then two
+        # elementwise ops per domain write grad_x = a*g + k*x + c into the domain's slice.
+        dot, sum_g = torch.zeros_like(mean), torch.zeros_like(mean)
+        for d, sl in chunks:
+            _, dot[d], sum_g[d] = kernel(d, sl, [False, True, True])
+        grad_x = torch.empty_like(x, memory_format=fmt) if mask[0] else None
+        if grad_x is not None:
+            invstd = second if training else torch.rsqrt(second + eps)
+            a = w * invstd
+            n = mean.new_tensor(ctx.sizes).mul_(x.shape[2] * x.shape[3]).clamp_(min=1).unsqueeze(1)
+            k = -a * invstd * dot / n
+            a, k, c = (t[:, :, None, None] for t in (a, k, -a * sum_g / n - k * mean))
+            for d, sl in chunks:
+                if training:
+                    torch.addcmul(c[d], grad[sl], a[d], out=grad_x[sl]).addcmul_(x[sl], k[d])
+                else:  # the running statistics are constants
+                    torch.mul(grad[sl], a[d], out=grad_x[sl])
+        grad_w = dot.sum(0).to(w.dtype) if mask[1] else None
+        return grad_x, grad_w, sum_g.sum(0).to(w.dtype) if mask[2] else None, *no_grads
 
 
 class SelectiveBatchNorm2d(nn.BatchNorm2d):
@@ -188,20 +155,18 @@ class SelectiveBatchNorm2d(nn.BatchNorm2d):
     Running statistics (unbiased variance, ``momentum`` or the cumulative average for
     ``momentum=None``, exactly as BatchNorm2d) are updated from domain 0 only
     (``running_stats="clean"``, the method's default), or one set per domain
-    (``running_stats="per_domain"``, AdvProp style; domains 1.. live in the extra buffers
-    ``domain_running_mean``, ``domain_running_var`` and ``domain_num_batches_tracked``).
+    (``running_stats="per_domain"``; domains 1.. live in the extra buffers ``domain_running_mean``,
+    ``domain_running_var`` and ``domain_num_batches_tracked``). ``per_domain`` keeps per-domain
+    running statistics while the affine parameters stay shared, unlike AdvProp's auxiliary BNs,
+    which also have their own affine parameters.
 
     Eval: domain 0's running statistics, i.e. plain BatchNorm2d; in ``per_domain`` mode, inside a
     route, each sample uses its own domain's running statistics. Outside any route the layer is
     exactly ``nn.BatchNorm2d``.
 
-    Speed: in eager mode all domains go through one autograd node that calls ATen's batch-norm
-    kernels (the ones BatchNorm2d uses) once per domain, writing into a single output and a single
-    input gradient, so each domain's numbers are bitwise BatchNorm2d's and nothing is copied or
-    concatenated. Under ``torch.compile`` the layer switches to plain tensor ops (for equal sizes
-    one ``var_mean`` over a (D, B, C, H, W) view, no loop over domains) that compile without graph
-    breaks. float16/bfloat16 inputs (e.g. under autocast) are normalised with float32 statistics
-    and returned in their own dtype, as BatchNorm2d does. Double backward is supported.
+    Eager mode and torch.compile run the same operator (see the module docstring).
+    float16/bfloat16 inputs (e.g. under autocast) are normalised with float32 statistics and
+    returned in their own dtype, as BatchNorm2d does. Double backward is supported.
 
     Distributed: under DistributedDataParallel every process normalises its own share of each
     domain and keeps its own statistics, exactly like BatchNorm2d (this is not a SyncBatchNorm;
@@ -226,18 +191,10 @@ class SelectiveBatchNorm2d(nn.BatchNorm2d):
             y = bn(torch.randn(96, 64, 8, 8))
     """
 
-    def __init__(
-        self,
-        num_features: int,
-        num_domains: int = 2,
-        eps: float = 1e-5,
-        momentum: float | None = 0.1,
-        affine: bool = True,
-        running_stats: str = "clean",
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        track_running_stats: bool = True,
-    ) -> None:
+    def __init__(self, num_features: int, num_domains: int = 2, eps: float = 1e-5,
+                 momentum: float | None = 0.1, affine: bool = True, running_stats: str = "clean",
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+                 track_running_stats: bool = True) -> None:
         if isinstance(num_domains, bool) or not isinstance(num_domains, int) or num_domains < 1:
             raise ValueError(
                 f"num_domains must be a positive int (clean domain + views), got {num_domains!r}"
@@ -254,13 +211,11 @@ class SelectiveBatchNorm2d(nn.BatchNorm2d):
         self.running_stats = running_stats
         self._route: _Route | None = None
         if running_stats == "per_domain":
-            factory = {"device": device, "dtype": dtype}
-            extra = num_domains - 1
-            self.register_buffer("domain_running_mean", torch.zeros(extra, num_features, **factory))
-            self.register_buffer("domain_running_var", torch.ones(extra, num_features, **factory))
-            self.register_buffer(
-                "domain_num_batches_tracked", torch.zeros(extra, dtype=torch.long, device=device)
-            )
+            shape, factory = (num_domains - 1, num_features), {"device": device, "dtype": dtype}
+            self.register_buffer("domain_running_mean", torch.zeros(shape, **factory))
+            self.register_buffer("domain_running_var", torch.ones(shape, **factory))
+            counts = torch.zeros(shape[0], dtype=torch.long, device=device)
+            self.register_buffer("domain_num_batches_tracked", counts)
 
     def __getstate__(self) -> dict:
         # A copy or pickle made inside a ``with route_domains(...)`` block must not keep the route.
@@ -295,216 +250,24 @@ class SelectiveBatchNorm2d(nn.BatchNorm2d):
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
 
-    # ------------------------------------------------------------------ forward
     def forward(self, input: Tensor) -> Tensor:
         route = self._route
         if route is None:
             return super().forward(input)
         self._check_input_dim(input)
-        sizes = self._check_route(route, input)
-        use_batch_stats = self.training or self.running_mean is None
-        if len(sizes) == 1 or not (use_batch_stats or self.per_domain):
+        sizes = route.check(self, input)
+        batch_stats = self.training or self.running_mean is None
+        if len(sizes) == 1 or not (batch_stats or self.per_domain):
             return super().forward(input)  # one domain, or eval with the clean statistics
-        if not use_batch_stats:  # per_domain eval: every sample uses its own domain's running statistics
-            return self._forward_domain_running(input, sizes, route.index)
-        if route.index is None:
-            return self._forward_batch_stats(input, sizes)
+        # The buffers the operator updates (training) or normalises with (eval), as BatchNorm2d.
+        use = not self.training or self.track_running_stats
+        stats = [getattr(self, name, None) if use else None for name in _STATS]
+        momentum = None if self.momentum is None else float(self.momentum)
         # Index routing: sort the samples by domain, normalise consecutive chunks, put them back.
-        y = self._forward_batch_stats(input.index_select(0, route.perm.to(input.device)), sizes)
+        x = input if route.index is None else input.index_select(0, route.perm.to(input.device))
+        y = _SelectiveBatchNorm.apply(x, self.weight, self.bias, list(sizes), batch_stats, momentum,
+                                      float(self.eps), *stats)
+        if route.index is None:
+            return y
         y = y.index_select(0, route.inv_perm.to(y.device))
         return y.contiguous(memory_format=_memory_format(input))
-
-    def _check_route(self, route: _Route, input: Tensor) -> tuple[int, ...]:
-        sizes = route.sizes
-        n = input.shape[0]
-        if route.index is not None:
-            if route.index.numel() != n:
-                raise ValueError(
-                    f"route index has {route.index.numel()} entries but the batch reaching "
-                    f"{type(self).__name__} has {n} samples; pass one domain id per sample"
-                )
-        elif sum(sizes) != n:
-            raise ValueError(
-                f"route sizes {list(sizes)} sum to {sum(sizes)} but the batch reaching "
-                f"{type(self).__name__} has {n} samples; the sizes must add up to the batch size"
-            )
-        if len(sizes) > self.num_domains:
-            what = "domain id" if route.index is not None else "number of chunks"
-            raise ValueError(
-                f"route uses {len(sizes)} domains ({what} out of range) but this layer has "
-                f"num_domains={self.num_domains}; convert with num_domains >= {len(sizes)}"
-            )
-        if self.training:
-            spatial = input.shape[2] * input.shape[3]
-            for d, size in enumerate(sizes):
-                if size * spatial == 1:
-                    raise ValueError(
-                        f"domain {d} has a single value per channel (1 sample of {input.shape[2]}x"
-                        f"{input.shape[3]}) in training; batch statistics need more than one value: "
-                        "use more samples per domain"
-                    )
-        return sizes
-
-    def _factor(self, num_batches_tracked: Tensor, dtype: torch.dtype) -> Tensor | float:
-        """The running-average weight after ``num_batches_tracked`` was incremented (as BatchNorm2d)."""
-        if self.momentum is None:
-            return num_batches_tracked.to(dtype).reciprocal()
-        return self.momentum
-
-    def _normalize(self, x: Tensor, num: int) -> tuple[Tensor, Tensor, Tensor]:
-        """Normalise ``num`` equal consecutive chunks of x with their own statistics.
-
-        Returns the output and the per-chunk mean and biased variance, both (num, C).
-        """
-        c = x.shape[1]
-        xs = x.float() if x.dtype in _LOW_PRECISION else x
-        xv = xs.unflatten(0, (num, x.shape[0] // num))
-        var, mean = torch.var_mean(xv, dim=(1, 3, 4), correction=0, keepdim=True)
-        scale = torch.rsqrt(var + self.eps)
-        if self.weight is not None:
-            scale = scale * self.weight.to(scale.dtype).view(1, 1, c, 1, 1)
-        shift = -mean * scale
-        if self.bias is not None:
-            shift = shift + self.bias.to(scale.dtype).view(1, 1, c, 1, 1)
-        y = torch.addcmul(shift, xv, scale).flatten(0, 1)
-        return y.to(x.dtype), mean.view(num, c), var.view(num, c)
-
-    def _forward_batch_stats(self, x: Tensor, sizes: tuple[int, ...]) -> Tensor:
-        """Training (or untracked eval): every domain is normalised with its own batch statistics."""
-        update = self.training and self.track_running_stats
-        if _is_compiling():
-            return self._forward_batch_stats_traceable(x, sizes, update)
-        running: list[tuple[Tensor, Tensor, float] | None] = []
-        for d, size in enumerate(sizes):
-            if update and size > 0 and (d == 0 or self.per_domain):
-                rm, rv, tracked = self._running_buffers(d)
-                tracked.add_(1)
-                factor = 1.0 / float(tracked) if self.momentum is None else self.momentum
-                running.append((rm, rv, factor))
-            else:
-                running.append(None)
-        return _DomainBatchNorm.apply(x, self.weight, self.bias, sizes, running, self.eps)
-
-    def _running_buffers(self, d: int) -> tuple[Tensor, Tensor, Tensor]:
-        if d == 0:
-            return self.running_mean, self.running_var, self.num_batches_tracked
-        rows = self.domain_running_mean, self.domain_running_var, self.domain_num_batches_tracked
-        return rows[0][d - 1], rows[1][d - 1], rows[2][d - 1]
-
-    def _forward_batch_stats_traceable(self, x: Tensor, sizes: tuple[int, ...], update: bool) -> Tensor:
-        """Plain tensor ops for torch.compile (no custom kernel calls, no graph break, no host sync)."""
-        spatial = x.shape[2] * x.shape[3]
-        if min(sizes) > 0 and max(sizes) == min(sizes):
-            y, mean, var = self._normalize(x, len(sizes))
-            if update:
-                self._update_running(mean.detach(), var.detach(), sizes[0] * spatial, len(sizes))
-            return y
-        outs = []
-        for d, chunk in enumerate(x.split(list(sizes))):
-            if sizes[d] == 0:
-                continue
-            y, mean, var = self._normalize(chunk, 1)
-            outs.append(y)
-            if update:
-                self._update_running_one(d, mean[0].detach(), var[0].detach(), sizes[d] * spatial)
-        return torch.cat(outs)
-
-    @torch.no_grad()
-    def _update_running(self, mean: Tensor, var: Tensor, count: int, num: int) -> None:
-        """Update the running statistics from ``num`` domains that each had ``count`` values per channel."""
-        unbiased = var * (count / (count - 1))
-        self._update_running_one(0, mean[0], var[0], count, unbiased[0])
-        if self.per_domain and num > 1:
-            tracked = self.domain_num_batches_tracked[: num - 1]
-            tracked.add_(1)
-            rm, rv = self.domain_running_mean[: num - 1], self.domain_running_var[: num - 1]
-            factor = self._factor(tracked, rm.dtype)
-            if isinstance(factor, Tensor):
-                factor = factor.unsqueeze(1)
-            rm.lerp_(mean[1:].to(rm.dtype), factor)
-            rv.lerp_(unbiased[1:].to(rv.dtype), factor)
-
-    @torch.no_grad()
-    def _update_running_one(self, d: int, mean: Tensor, var: Tensor, count: int,
-                            unbiased: Tensor | None = None) -> None:
-        if unbiased is None:
-            unbiased = var * (count / (count - 1))
-        if d == 0:
-            rm, rv, tracked = self.running_mean, self.running_var, self.num_batches_tracked
-        elif self.per_domain:
-            rm, rv = self.domain_running_mean[d - 1], self.domain_running_var[d - 1]
-            tracked = self.domain_num_batches_tracked[d - 1]
-        else:
-            return
-        tracked.add_(1)
-        factor = self._factor(tracked, rm.dtype)
-        rm.lerp_(mean.to(rm.dtype), factor)
-        rv.lerp_(unbiased.to(rv.dtype), factor)
-
-    def _forward_domain_running(self, x: Tensor, sizes: tuple[int, ...], index: Tensor | None) -> Tensor:
-        """Eval in per_domain mode: y = x * scale[domain] + shift[domain], per sample."""
-        num, c = len(sizes), x.shape[1]
-        compute = torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
-        rm = torch.cat([self.running_mean.unsqueeze(0), self.domain_running_mean[: num - 1]]).to(compute)
-        rv = torch.cat([self.running_var.unsqueeze(0), self.domain_running_var[: num - 1]]).to(compute)
-        scale = torch.rsqrt(rv + self.eps)
-        if self.weight is not None:
-            scale = scale * self.weight.to(compute)
-        shift = -rm * scale
-        if self.bias is not None:
-            shift = shift + self.bias.to(compute)
-        xs = x.to(compute)
-        if index is None and min(sizes) > 0 and max(sizes) == min(sizes):
-            xv = xs.unflatten(0, (num, sizes[0]))
-            y = torch.addcmul(shift.view(num, 1, c, 1, 1), xv, scale.view(num, 1, c, 1, 1)).flatten(0, 1)
-        else:
-            if index is None:
-                counts = torch.tensor(sizes, device=x.device)
-                index = torch.arange(num, device=x.device).repeat_interleave(counts, output_size=x.shape[0])
-            index = index.to(x.device)
-            y = torch.addcmul(shift[index][:, :, None, None], xs, scale[index][:, :, None, None])
-        return y.to(x.dtype).contiguous(memory_format=_memory_format(x))
-
-@contextlib.contextmanager
-def route_domains(
-    module: nn.Module, sizes: Sequence[int] | None = None, index: Tensor | None = None
-) -> Iterator[None]:
-    """Route every :class:`SelectiveBatchNorm2d` inside ``module`` for the duration of a ``with`` block.
-
-    Args:
-        module: a model (or a single layer) containing SelectiveBatchNorm2d layers.
-        sizes: consecutive chunk sizes ``[n0, n1, ...]``: the first n0 samples are domain 0, the
-            next n1 domain 1, ... Equal sizes take the vectorised fast path.
-        index: alternatively, a 1-D integer tensor with one domain id per sample.
-
-    Exactly one of ``sizes`` and ``index`` must be given. On exit (also on an exception) each layer
-    gets back the routing it had before, so blocks nest; nothing is stored globally (copies made
-    inside the block do not keep the route). Batch sizes and domain ids are checked against each
-    layer when it runs (ValueError). The routing lives on the layers, so one model must not run
-    under two different routes at the same time (e.g. from two threads).
-
-    Raises:
-        ValueError: neither or both of sizes/index, negative sizes or ids, a non-integer index, or
-            a module without any SelectiveBatchNorm2d (convert it with ``convert_selective_bn``).
-
-    Example::
-
-        with route_domains(model, sizes=[64, 64, 64]):   # clean batch + two corrupted views
-            logits = model(torch.cat([x, x_noise, x_blur]))
-    """
-    route = _Route(sizes, index)
-    layers = [m for m in module.modules() if isinstance(m, SelectiveBatchNorm2d)]
-    if not layers:
-        raise ValueError(
-            f"{type(module).__name__} contains no SelectiveBatchNorm2d to route; convert its batch norms "
-            "first with auxtrain.nn.convert_selective_bn(model, num_domains)"
-        )
-    previous = [(layer, layer._route) for layer in layers]
-    try:
-        for layer in layers:
-            layer._route = route
-        yield
-    finally:
-        for layer, old in previous:
-            layer._route = old
-
