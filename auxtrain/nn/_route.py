@@ -90,6 +90,13 @@ class _Route:
         return sizes
 
 
+class RoutedLayer:
+    """Marks the layers that :func:`route_domains` routes (SelectiveBatchNorm2d); each reads
+    ``self._route`` when it runs (None outside any route)."""
+
+    _route: _Route | None = None
+
+
 @contextlib.contextmanager
 def route_domains(
     module: nn.Module, sizes: Sequence[int] | None = None, index: Tensor | None = None
@@ -117,10 +124,8 @@ def route_domains(
         with route_domains(model, sizes=[64, 64, 64]):   # clean batch + two corrupted views
             logits = model(torch.cat([x, x_noise, x_blur]))
     """
-    from auxtrain.nn.selective_bn import SelectiveBatchNorm2d  # here: that module imports this one
-
     route = _Route(sizes, index)
-    layers = [m for m in module.modules() if isinstance(m, SelectiveBatchNorm2d)]
+    layers = [m for m in module.modules() if isinstance(m, RoutedLayer)]
     if not layers:
         raise ValueError(
             f"{type(module).__name__} contains no SelectiveBatchNorm2d to route; convert its batch norms "

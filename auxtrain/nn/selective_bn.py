@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from auxtrain.nn._route import _Route, route_domains
+from auxtrain.nn._route import RoutedLayer, _Route, route_domains
 
 __all__ = ["SelectiveBatchNorm2d", "route_domains"]
 
@@ -147,7 +147,7 @@ class _SelectiveBatchNorm(torch.autograd.Function):
         return grad_x, grad_w, sum_g.sum(0).to(w.dtype) if mask[2] else None, *no_grads
 
 
-class SelectiveBatchNorm2d(nn.BatchNorm2d):
+class SelectiveBatchNorm2d(nn.BatchNorm2d, RoutedLayer):
     """BatchNorm2d over a batch made of ``num_domains`` domains (domain 0 = clean).
 
     Training, inside :func:`route_domains`: each domain's samples are normalised with that
