@@ -2,8 +2,8 @@
 
 Claim checked: with D equal domains (D = 2..5) a training step (forward + backward) of
 SelectiveBatchNorm2d costs at most 1.2x that of nn.BatchNorm2d on the same (D*B, C, H, W) batch,
-with 1 and with 2 CPU threads (CUDA is measured too when present). The default shape is the one of
-issue 4: D x 128 x 64 x 32 x 32.
+with 1 and with 2 CPU threads (CUDA is measured too when present). The default shape is
+D x 128 x 64 x 32 x 32 (a 64-channel layer of a CIFAR ResNet at batch 128 per domain).
 
 Columns: median times over interleaved repeats (each repeat runs every variant once, so machine
 load hits all of them alike), the ratio of medians to BatchNorm2d (and of minimums, the better
@@ -15,8 +15,8 @@ estimate on a busy machine):
 
 Usage::
 
-    python benchmarks/bench_selective_bn.py --threads 1,2   # issue 4 shape, minutes on a quiet 2-core CPU
-    python benchmarks/bench_selective_bn.py --threads 1,2 --quick --out /tmp/sbn.md   # smaller batch, seconds
+    python benchmarks/speed/bench_selective_bn.py --threads 1,2     # default shape, minutes (2 quiet cores)
+    python benchmarks/speed/bench_selective_bn.py --threads 1,2 --quick --out /tmp/sbn.md   # seconds
 
 ``--out`` elsewhere keeps a quick check from replacing the recorded results.
 """
@@ -24,10 +24,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
-import shlex
 import statistics
 import sys
 import time
@@ -37,8 +33,12 @@ import torch
 from torch import nn
 
 from auxtrain.nn import SelectiveBatchNorm2d, route_domains
+from auxtrain.run_dir import atomic_write_text
 
-RESULTS = Path(__file__).resolve().parent / "results" / "selective_bn_speed.md"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: scripts, not a package
+from _machine import header_lines, load_average  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "selective_bn_speed.md"
 
 
 def _sync(device: torch.device) -> None:
@@ -89,19 +89,6 @@ def measure(device: torch.device, domains: int, batch: int, channels: int, size:
     }
 
 
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    return f"{cpu}; {os.cpu_count()} logical CPUs; load average at start {load}"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -118,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--note", action="append", default=[], help="a line of notes for the result file")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"Markdown result file (default {RESULTS})")
     args = parser.parse_args(argv)
-    machine = _machine()
+    load_before = load_average()
     thread_counts = [int(t) for t in args.threads.split(",")] if args.threads else [torch.get_num_threads()]
     batch = args.batch or (32 if args.quick else 128)
     repeats = args.repeats or (5 if args.quick else 9)
@@ -144,16 +131,12 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(row, flush=True)
 
-    script = "benchmarks/" + Path(__file__).name
-    command = shlex.join(["python", script, *(sys.argv[1:] if argv is None else argv)])
     text = "\n".join([
         "# SelectiveBatchNorm2d vs nn.BatchNorm2d: forward + backward time",
         "",
-        f"- command: `{command}`",
-        f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
-        f"- torch {torch.__version__}; {'channels_last' if args.channels_last else 'NCHW'} float32; "
-        f"median of {repeats} interleaved repeats",
-        f"- machine: {machine}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}",
+        *header_lines(__file__, argv, "cpu", load_before, load_average()),
+        f"- {'channels_last' if args.channels_last else 'NCHW'} float32; median of {repeats} interleaved "
+        "repeats",
         *[f"- note: {line}" for line in args.note],
         "- ratio = selective / BatchNorm2d (medians; also of minimums) on the same stacked batch "
         "(target <= 1.2 on CPU for D <= 5); the unequal sizes ratio is of medians too",
@@ -161,10 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         *rows,
         "",
     ])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, args.out)
+    atomic_write_text(args.out, text)
     print(f"wrote {args.out}")
     return 0
 
