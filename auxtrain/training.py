@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from tqdm.auto import tqdm
 
 import corruptions
 from auxtrain import distributed as D
+from auxtrain._stop import StopFlag
 from auxtrain.checkpoint import load_checkpoint, save_checkpoint
 from auxtrain.losses import LOSS_TERMS
 from auxtrain.run_dir import RunDir
@@ -54,27 +54,6 @@ class RunResult:
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-class _StopFlag:
-    """First Ctrl-C asks the loop to stop after the current step (and save); the second one aborts."""
-
-    def __init__(self, enabled: bool):
-        self.requested, self._previous = False, None
-        if enabled:
-            try:
-                self._previous = signal.signal(signal.SIGINT, self._handler)
-            except ValueError:  # not in the main thread: leave Ctrl-C alone
-                self._previous = None
-
-    def _handler(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def restore(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
 
 
 def fit(config: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
@@ -116,7 +95,7 @@ def fit(config: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | Non
 
         test_loader = data.make_loader(test_ds, 256, shuffle=False, seed=cfg.seed, epoch=0,
                                        workers=cfg.workers, drop_last=False, pin_memory=device.type == "cuda")
-        stop = _StopFlag(enabled=not ctx.enabled)
+        stop = StopFlag(enabled=not ctx.enabled)
         metrics: list[dict[str, Any]] = []
         test_acc = math.nan
         try:
@@ -280,7 +259,7 @@ def _train_loader(cfg: TrainConfig, ctx: D.DistContext, train_ds, epoch: int, de
 
 
 def _train_epoch(job: _Job, loader, gen: torch.Generator, sums: dict[str, float], *, skip: int, epoch: int,
-                 schedule: TrainingSchedule, branches, severities, stop: _StopFlag) -> int:
+                 schedule: TrainingSchedule, branches, severities, stop: StopFlag) -> int:
     """Train one epoch from batch ``skip`` on, adding to ``sums``; returns the next batch index."""
     from auxtrain.data import augment_batch, make_views
 
