@@ -70,3 +70,14 @@ def header_lines(script: str | Path, argv: list[str] | None = None, device: str 
         f"{torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}",
         f"- load average (1 / 5 / 15 min): {load}",
     ]
+
+
+def write_result(path: str | Path, lines: list[str]) -> str:
+    """Print a result's Markdown ``lines`` and write them to ``path`` atomically; returns the text."""
+    from auxtrain.run_dir import atomic_write_text
+
+    text = "\n".join(lines) + "\n"
+    print(text)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, text)
+    return text

@@ -40,7 +40,7 @@ from auxtrain.models import create_model  # noqa: E402
 from auxtrain.nn import InputNormalization  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: scripts, not a package
-from _machine import header_lines, load_average  # noqa: E402
+from _machine import header_lines, load_average, write_result  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 QUICK_CORRUPTIONS = ("gaussian_noise", "impulse_noise", "defocus_blur", "motion_blur", "fog", "contrast",
@@ -130,10 +130,7 @@ def main(argv=None) -> int:
         "| --- | " + " | ".join("---:" for _ in severities) + " |",
     ]
     lines += [f"| {name} | " + " | ".join(f"{a:.1f}" for a in accs) + " |" for name, accs in rows]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    write_result(args.out, lines)
     return 0
 
 

@@ -45,7 +45,7 @@ from torchvision.transforms import v2  # noqa: E402
 from auxtrain.data import augment_batch, build_datasets, make_loader  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: scripts, not a package
-from _machine import header_lines, load_average  # noqa: E402
+from _machine import header_lines, load_average, write_result  # noqa: E402
 
 RESULT = Path(__file__).resolve().parents[1] / "results" / "data_loader_speed.md"
 
@@ -151,10 +151,7 @@ def main(argv=None) -> int:
     for name in pipelines:
         lines.append(f"| {name} | {median[name]:.3f} | {len(ds) / median[name]:,.0f} | "
                      f"{median['per_image'] / median[name]:.1f}x |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    write_result(args.out, lines)
     return 0
 
 
