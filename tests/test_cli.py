@@ -31,14 +31,3 @@ def test_python_dash_m_runs_the_cli():
 
 def test_unknown_subcommand_is_a_usage_error():
     assert main(["nonsense"]) == 2
-
-
-def test_fit_help_states_the_actual_shapes_defaults(capsys):
-    # The help text names per-dataset defaults; it must not drift from DATASET_DEFAULTS.
-    from auxtrain.training import DATASET_DEFAULTS
-
-    assert main(["fit", "--help"]) == 0
-    out = " ".join(capsys.readouterr().out.split())
-    shapes, cifar = DATASET_DEFAULTS["shapes"], DATASET_DEFAULTS["cifar10"]
-    assert f"shapes {shapes['epochs']}, CIFAR {cifar['epochs']}" in out
-    assert f"CIFAR {cifar['batch_size']}" in out

@@ -115,6 +115,7 @@ def test_fit_help_derives_per_dataset_defaults_from_dataset_defaults(capsys):
     shapes, cifar = DATASET_DEFAULTS["shapes"], DATASET_DEFAULTS["cifar100"]
     assert f"default per dataset: shapes {shapes['epochs']}, CIFAR {cifar['epochs']}" in out
     assert f"shapes {shapes['model']}, CIFAR {cifar['model']}" in out
+    assert f"CIFAR {cifar['batch_size']}" in out
     assert "(default: per" not in out
 
 
