@@ -77,3 +77,13 @@ def test_report_does_not_import_the_evaluation_runner():
     """report -> metrics only: no import cycle between report and evaluation."""
     code = "import sys, auxtrain.report; assert 'auxtrain.evaluation' not in sys.modules, 'cycle'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_summary_table_has_one_row_per_number():
+    """The extra family's mean and mean_extra are the same number: report.md shows it once."""
+    table = report.summary_table(report.build_summary(MODEL))
+    labels = [line.split("|")[1].strip() for line in table.splitlines()[2:]]
+    assert len(labels) == len(set(labels))
+    assert "extra mean" not in labels
+    assert sum("60.00" in line for line in table.splitlines()) == 1       # saturate, the only extra cell
+    assert [label for label in labels if label.endswith(" mean")] == ["noise mean", "weather mean"]
