@@ -54,16 +54,33 @@ def read_errors(source: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return "n/a"
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
+def _mce_rows(summary: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The mCE row, and on an incomplete set why it is n/a plus the labelled partial mean.
+
+    The partial mean depends on which cells are missing, so it is never shown as "mCE".
+    """
+    label = "mCE (15 benchmark corruptions, unnormalised)"
+    partial, count = summary.get("mce_partial"), summary.get("mce_partial_cells")
+    if not _missing(summary.get("mce")) or _missing(partial):
+        return [(label, summary.get("mce"))]
+    total = len(get_corruption_names("common")) * len(metrics.BENCHMARK_SEVERITIES)
+    return [(label, f"n/a: needs all {total} benchmark cells (15 x 5), {count} present"),
+            (f"partial mCE: mean over the {count} benchmark cells present (not comparable)", partial)]
+
+
 def summary_table(summary: dict[str, Any]) -> str:
     """The headline numbers of a summary as a Markdown table."""
-    rows = [("clean error", summary.get("clean_error")),
-            ("mCE (15 benchmark corruptions, unnormalised)", summary.get("mce"))]
+    rows = [("clean error", summary.get("clean_error")), *_mce_rows(summary)]
     # The "extra" family's mean is mean_extra: one row for it, labelled as outside the mCE.
     rows += [(f"{family} mean", value) for family, value in summary.get("families", {}).items()
              if family != "extra"]

@@ -61,8 +61,9 @@ def test_wide_table_and_summary_json(tmp_path):
 
 def test_build_summary_is_what_write_report_writes(tmp_path):
     built = report.build_summary(MODEL, baseline=BASE, seen=["fog"], title="T")
-    assert report.write_report(MODEL, tmp_path, baseline=BASE, seen=["fog"], title="T") == built
-    assert built["title"] == "T" and built["mce"] == pytest.approx(35)
+    written = report.write_report(MODEL, tmp_path, baseline=BASE, seen=["fog"], title="T")
+    assert report._json_ready(written) == report._json_ready(built)      # NaN (incomplete mCE) != NaN
+    assert built["title"] == "T" and built["mce_partial"] == pytest.approx(35)
 
 
 def test_read_errors_names_the_problem(tmp_path):
@@ -87,3 +88,29 @@ def test_summary_table_has_one_row_per_number():
     assert "extra mean" not in labels
     assert sum("60.00" in line for line in table.splitlines()) == 1       # saturate, the only extra cell
     assert [label for label in labels if label.endswith(" mean")] == ["noise mean", "weather mean"]
+
+
+def test_incomplete_set_has_null_mce_and_a_labelled_partial_mean(tmp_path):
+    report.write_report(MODEL, tmp_path)
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk["mce"] is None and on_disk["corruptions_acc"] is None
+    assert on_disk["mce_partial"] == pytest.approx(35) and on_disk["mce_partial_cells"] == 4
+    assert on_disk["clean_acc"] == pytest.approx(90)
+    md = (tmp_path / "report.md").read_text()
+    assert "| mCE (15 benchmark corruptions, unnormalised) | n/a: needs all 75 benchmark cells (15 x 5), " \
+           "4 present |" in md
+    assert "| partial mCE: mean over the 4 benchmark cells present (not comparable) | 35.00 |" in md
+
+
+def test_complete_set_shows_the_mce_and_no_partial_row(tmp_path):
+    from corruptions import get_corruption_names
+
+    full = _table([("clean", 0, 5.0)] + [(c, s, 10.0 + s) for c in get_corruption_names("common")
+                                          for s in range(1, 6)])
+    summary = report.write_report(full, tmp_path)
+    assert summary["mce"] == pytest.approx(13) and summary["corruptions_acc"] == pytest.approx(87)
+    md = (tmp_path / "report.md").read_text()
+    assert "| mCE (15 benchmark corruptions, unnormalised) | 13.00 |" in md and "partial mCE" not in md
+    # a summary read back from summary.json (None, not NaN) renders the same way
+    assert report.summary_table(json.loads((tmp_path / "summary.json").read_text())) == \
+        report.summary_table(summary)
