@@ -35,7 +35,8 @@ EPILOG_EVAL = """examples:
 --data-root is a CIFAR-C folder (NAME.npy + labels.npy, streamed from memory maps) or an ImageNet-C
 style tree (corruption/severity/class/image). With --generate it is the clean dataset's folder and the
 corrupted set is generated once (fixed seed) and cached in OUT/corrupted_test.
-Writes OUT/errors.csv, accuracy.csv, report.csv, summary.json, report.md and report.png.
+Writes OUT/errors.csv, accuracy.csv, unaggregated_results.csv (RobustBench's layout), report.csv,
+summary.json, report.md and report.png.
 """
 EPILOG_MAKE_C = """example:
   auxtrain make-c --dataset cifar100 --data-root data --out data/CIFAR-100-C
@@ -160,7 +161,8 @@ def _run_eval(args: argparse.Namespace) -> int:
     print(summary_table(result.summary))
     if result.errors.attrs.get("missing"):
         print(f"\nnot in {result.root}: {', '.join(result.errors.attrs['missing'])}")
-    print(f"\nreport written to {out}/ (errors.csv, accuracy.csv, report.csv, summary.json, report.md"
+    print(f"\nreport written to {out}/ (errors.csv, accuracy.csv, unaggregated_results.csv, report.csv, "
+          f"summary.json, report.md"
           f"{', report.png' if (out / 'report.png').is_file() else ''})")
     return 0
 

@@ -10,8 +10,11 @@ the summary that ``summary.json`` and the reports show. A new metric is one func
 entry in :func:`mce`.
 
 Conventions: mCE on CIFAR is the *unnormalised* mean of E(c, s) over the 15 benchmark corruptions
-(AugMix, RobustBench); the normalised and relative mCE of ImageNet-C divide by a baseline model's
-errors. A mean over no cells is NaN, so a partial table gives NaN instead of a misleading number.
+at the 5 severities (AugMix, RobustBench); the normalised and relative mCE of ImageNet-C divide by
+a baseline model's errors. A mean over no cells is NaN. The headline ``mce`` (and RobustBench's
+``corruptions_acc``) is NaN unless all 15 x 5 cells are present, because a mean over a subset is
+not comparable with published numbers (it depends on which corruptions are missing); the mean over
+the benchmark cells that are present is kept apart as ``mce_partial``, with its cell count.
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ import pandas as pd
 
 from corruptions import canonical_order, family_of, get_corruption_names
 
-__all__ = ["Cells", "check_errors", "cells", "clean_error", "family", "benchmark_mean", "extra_mean",
-           "mean_all", "family_means", "severity_means", "is_complete", "missing", "normalized_ce",
-           "relative_ce", "seen_means", "mce"]
+__all__ = ["Cells", "check_errors", "cells", "clean_error", "family", "benchmark_mean", "benchmark_cells",
+           "complete_mce", "robustbench_fields", "extra_mean", "mean_all", "family_means", "severity_means",
+           "is_complete", "missing", "normalized_ce", "relative_ce", "seen_means", "mce"]
 
 Cells = dict[tuple[str, int], float]
 CLEAN = "clean"  # corruption name of the clean test set's row (severity 0)
@@ -73,9 +76,38 @@ def clean_error(errors: pd.DataFrame) -> float:
 
 
 def benchmark_mean(values: Cells) -> float:
-    """Unnormalised mCE: mean E(c, s) over the 15 benchmark corruptions and the severities present."""
+    """Mean E(c, s) over the cells of the 15 benchmark corruptions present (the partial mCE)."""
     common = set(get_corruption_names("common"))
     return _mean(e for (c, _), e in values.items() if c in common)
+
+
+def benchmark_cells(values: Cells) -> int:
+    """How many cells :func:`benchmark_mean` averages (75 on a complete 15 x 5 set)."""
+    common = set(get_corruption_names("common"))
+    return sum(c in common for c, _ in values)
+
+
+def complete_mce(values: Cells) -> float:
+    """Unnormalised mCE: mean E(c, s) over the 15 benchmark corruptions x severities 1-5.
+
+    NaN unless all 75 cells are present: a mean over a subset is not the benchmark number.
+    """
+    if not is_complete(values):
+        return math.nan
+    return _mean(values[c, s] for c in get_corruption_names("common") for s in BENCHMARK_SEVERITIES)
+
+
+def robustbench_fields(values: Cells, clean: float) -> dict[str, float]:
+    """RobustBench's headline fields of a corruptions entry, in percent.
+
+    ``clean_acc`` is the top-1 accuracy on the clean test set; ``corruptions_acc`` the mean top-1
+    accuracy over the 15 benchmark corruptions x 5 severities, i.e. 100 minus :func:`complete_mce`
+    (NaN unless complete, for the same reason). RobustBench's ``benchmark()`` returns fractions in
+    [0, 1], but the model_info JSON entries of its leaderboard store both fields as percentages
+    (100 x the fraction, rounded to 2 decimals); the percent form is used here because every other
+    number of the summary is a percentage, and it is not rounded.
+    """
+    return {"clean_acc": 100.0 - clean, "corruptions_acc": 100.0 - complete_mce(values)}
 
 
 def extra_mean(values: Cells) -> float:
@@ -162,19 +194,26 @@ def mce(errors: pd.DataFrame, baseline: pd.DataFrame | None = None,
         seen: Sequence[str] | None = None) -> dict[str, Any]:
     """Summary of an error table (all values in percent; NaN where the inputs lack the rows).
 
-    Keys: ``mce`` (mean E(c, s) over the 15 benchmark corruptions and the severities present),
-    ``mean_extra`` (the 4 extra), ``mean_all`` (every corruption row), ``families`` (family -> mean),
-    ``severity_means`` (severity -> mean over corruptions), ``clean_error``, ``complete`` (all 15 x 5
-    present), ``missing`` (of the 19 names, those without rows). With ``baseline`` (another model's
-    table): ``ce`` (corruption -> 100 * sum_s E / sum_s E_base), ``normalized_mce`` (mean CE over the
-    benchmark corruptions), ``relative_ce`` and ``relative_mce`` (errors minus clean error, needs
-    both clean rows), over the (corruption, severity) pairs both tables hold. With ``seen`` (the
-    corruptions trained on): ``seen`` (those present), ``seen_mean`` and ``unseen_mean``.
+    Keys: ``mce`` (mean E(c, s) over the 15 benchmark corruptions x 5 severities; NaN unless all 75
+    cells are present), ``mce_partial`` and ``mce_partial_cells`` (the mean over the benchmark
+    cells present and their count: a number for incomplete sets, not comparable across sets),
+    ``clean_acc`` and ``corruptions_acc`` (RobustBench's accuracies, see
+    :func:`robustbench_fields`), ``mean_extra`` (the 4 extra), ``mean_all`` (every corruption
+    row), ``families`` (family -> mean), ``severity_means`` (severity -> mean over corruptions),
+    ``clean_error``, ``complete`` (all 15 x 5 present), ``missing`` (of the 19 names, those
+    without rows). With ``baseline`` (another model's table): ``ce`` (corruption -> 100 * sum_s E /
+    sum_s E_base), ``normalized_mce`` (mean CE over the benchmark corruptions), ``relative_ce`` and
+    ``relative_mce`` (errors minus clean error, needs both clean rows), over the (corruption,
+    severity) pairs both tables hold. With ``seen`` (the corruptions trained on): ``seen`` (those
+    present), ``seen_mean`` and ``unseen_mean``.
     """
     errors = check_errors(errors, "errors")
     values, clean = cells(errors), clean_error(errors)
     out: dict[str, Any] = {
-        "mce": benchmark_mean(values),
+        "mce": complete_mce(values),
+        "mce_partial": benchmark_mean(values),
+        "mce_partial_cells": benchmark_cells(values),
+        **robustbench_fields(values, clean),
         "mean_extra": extra_mean(values),
         "mean_all": mean_all(values),
         "families": family_means(values),

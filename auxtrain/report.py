@@ -4,7 +4,9 @@ Files written by :func:`write_report` into ``out_dir``:
 
 * ``errors.csv``: long format, one row per (corruption, severity): corruption, severity, error, n
   (severity 0 = the clean test set);
-* ``accuracy.csv``: the same rows as top-1 accuracy in percent (RobustBench-style);
+* ``accuracy.csv``: the same rows as top-1 accuracy in percent;
+* ``unaggregated_results.csv``: the 15 benchmark corruptions' accuracies (fractions) in the layout
+  of RobustBench's file of that name (:func:`unaggregated_table`);
 * ``report.csv``: wide table, corruption x severity errors with family, mean and seen columns;
 * ``summary.json``: the numbers of :func:`auxtrain.metrics.mce` (NaN written as null);
 * ``report.md``: summary table + corruption x severity table;
@@ -54,18 +56,37 @@ def read_errors(source: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return "n/a"
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
+def _mce_rows(summary: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The mCE row, and on an incomplete set why it is n/a plus the labelled partial mean.
+
+    The partial mean depends on which cells are missing, so it is never shown as "mCE".
+    """
+    label = "mCE (15 benchmark corruptions, unnormalised)"
+    partial, count = summary.get("mce_partial"), summary.get("mce_partial_cells")
+    if not _missing(summary.get("mce")) or _missing(partial):
+        return [(label, summary.get("mce"))]
+    total = len(get_corruption_names("common")) * len(metrics.BENCHMARK_SEVERITIES)
+    return [(label, f"n/a: needs all {total} benchmark cells (15 x 5), {count} present"),
+            (f"partial mCE: mean over the {count} benchmark cells present (not comparable)", partial)]
+
+
 def summary_table(summary: dict[str, Any]) -> str:
     """The headline numbers of a summary as a Markdown table."""
-    rows = [("clean error", summary.get("clean_error")),
-            ("mCE (15 benchmark corruptions, unnormalised)", summary.get("mce"))]
-    rows += [(f"{family} mean", value) for family, value in summary.get("families", {}).items()]
-    rows += [("mean of the 4 extra corruptions", summary.get("mean_extra")),
+    rows = [("clean error", summary.get("clean_error")), *_mce_rows(summary)]
+    # The "extra" family's mean is mean_extra: one row for it, labelled as outside the mCE.
+    rows += [(f"{family} mean", value) for family, value in summary.get("families", {}).items()
+             if family != "extra"]
+    rows += [("mean of the 4 extra corruptions (not in the mCE)", summary.get("mean_extra")),
              ("mean of all corruptions", summary.get("mean_all"))]
     if "normalized_mce" in summary:
         rows += [("normalised mCE vs baseline (%)", summary["normalized_mce"]),
@@ -79,6 +100,32 @@ def summary_table(summary: dict[str, Any]) -> str:
         complete += f" (missing: {', '.join(missing)})"
     lines = ["| metric | error (%) |", "|---|---:|"] + [f"| {k} | {_fmt(v)} |" for k, v in rows]
     return "\n".join(lines + [f"| complete 15 x 5 benchmark | {complete} |"])
+
+
+# RobustBench's CORRUPTIONS (robustbench/data.py): the column order benchmark() writes a new
+# unaggregated_results.csv in (its CIFAR-10 file keeps it).
+ROBUSTBENCH_CORRUPTIONS = ("shot_noise", "motion_blur", "snow", "pixelate", "gaussian_noise",
+                           "defocus_blur", "brightness", "fog", "zoom_blur", "frost", "glass_blur",
+                           "impulse_noise", "contrast", "jpeg_compression", "elastic_transform")
+
+
+def unaggregated_table(errors: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The error table in the layout of RobustBench's ``unaggregated_results.csv``.
+
+    RobustBench's corruption benchmark writes one row per model (the index: the model name) and one
+    column per (corruption, severity), a two-level header (corruption names, then severities 1-5),
+    holding top-1 accuracy as a fraction in [0, 1] (what its ``clean_accuracy`` returns), over its
+    15 benchmark corruptions; the clean accuracy is not in the file. The same layout here lets a row
+    be appended to RobustBench's file (``pd.read_csv(path, header=[0, 1], index_col=0)``, then
+    ``pd.concat``). Only the benchmark cells present are written (a partial set has fewer columns,
+    never invented ones); the 4 extra corruptions are left out, as in RobustBench's files, and
+    stay in errors.csv / accuracy.csv.
+    """
+    values = metrics.cells(errors)
+    keys = [(c, s) for c in ROBUSTBENCH_CORRUPTIONS for s in sorted(t for d, t in values if d == c)]
+    columns = pd.MultiIndex.from_tuples(keys) if keys else pd.MultiIndex.from_tuples([], names=[None, None])
+    row = [round(1.0 - values[k] / 100.0, 8) for k in keys]
+    return pd.DataFrame([row], index=[name], columns=columns)
 
 
 def _wide(errors: pd.DataFrame, summary: dict[str, Any], seen: Sequence[str] | None) -> pd.DataFrame:
@@ -183,6 +230,7 @@ def write_report(errors: pd.DataFrame, out_dir: str | os.PathLike, *,
     files = {
         "errors.csv": long.to_csv(index=False, float_format="%.4f").encode(),
         "accuracy.csv": acc.to_csv(index=False, float_format="%.4f").encode(),
+        "unaggregated_results.csv": unaggregated_table(errors, title).to_csv().encode(),
         "report.csv": wide.to_csv(index=False, float_format="%.4f").encode(),
         "summary.json": (json.dumps(_json_ready(summary), indent=2) + "\n").encode(),
         "report.md": _markdown(title, summary, wide).encode(),

@@ -94,7 +94,8 @@ class RunDir:
     METRICS = "metrics.csv"
     CHECKPOINT = "checkpoint_last.pt"
     MODEL = "model_plain.pt"
-    REPORT_FILES = ("report.csv", "report.md", "report.png", "errors.csv", "accuracy.csv", "summary.json")
+    REPORT_FILES = ("report.csv", "report.md", "report.png", "errors.csv", "accuracy.csv",
+                    "unaggregated_results.csv", "summary.json")
 
     def __init__(self, path: str | os.PathLike, *, resume: bool = False, overwrite: bool = False):
         if resume and overwrite:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -82,3 +83,13 @@ def test_with_recalibrated_statistics_estimates_bn_on_clean_plus_corrupted_views
     torch.testing.assert_close(adapted[0].running_var, mixture.var((0, 2, 3)))  # BN keeps the unbiased one
     assert not adapted.training
     assert model[0].running_mean.eq(0).all()  # the original is untouched
+
+
+def test_summary_value_reads_null_as_nan_so_tables_show_a_dash() -> None:
+    """summary.json holds null for the mCE of an incomplete -C set; the seed tables must not crash on it."""
+    assert cifar10.summary_value({"mce": 12.5}) == 12.5
+    assert math.isnan(cifar10.summary_value({"mce": None})) and math.isnan(cifar10.summary_value({}))
+    runs = pd.DataFrame({"method": ["a", "a"], "seed": [0, 1],
+                         "mCE (15)": [cifar10.summary_value({"mce": None})] * 2})
+    assert cifar10.seed_summary(runs).loc["a", "mCE (15)"] == "-"
+    assert "| a | 2 | - |" in cifar10.markdown_table(cifar10.seed_summary(runs), index=True)

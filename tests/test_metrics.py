@@ -23,7 +23,9 @@ BASE = _table([("clean", 0, 20), ("gaussian_noise", 1, 40), ("gaussian_noise", 2
 
 def test_mce_matches_a_hand_computation():
     out = evaluation.mce(MODEL, baseline=BASE, seen=["fog"])
-    assert out["mce"] == pytest.approx((20 + 30 + 40 + 50) / 4)          # benchmark corruptions only
+    assert math.isnan(out["mce"]) and math.isnan(out["corruptions_acc"])  # not the full 15 x 5 set
+    assert out["mce_partial"] == pytest.approx((20 + 30 + 40 + 50) / 4)  # benchmark corruptions only
+    assert out["mce_partial_cells"] == 4 and out["clean_acc"] == pytest.approx(90)
     assert out["mean_extra"] == pytest.approx(60)
     assert out["mean_all"] == pytest.approx((20 + 30 + 40 + 50 + 60) / 5)
     assert out["families"] == pytest.approx({"noise": 25, "weather": 45, "extra": 60})
@@ -58,8 +60,15 @@ def test_mce_complete_benchmark():
     out = evaluation.mce(table)
     assert out["complete"] is True and out["missing"] == get_corruption_names("extra")
     assert out["mce"] == pytest.approx(np.mean([10 * i + s for i in range(15) for s in range(1, 6)]))
-    assert math.isnan(out["mean_extra"])
-    assert evaluation.mce(table.iloc[:-1])["complete"] is False
+    assert out["mce_partial"] == pytest.approx(out["mce"]) and out["mce_partial_cells"] == 75
+    assert out["corruptions_acc"] == pytest.approx(100 - out["mce"])    # mean accuracy over the 75 cells
+    assert math.isnan(out["mean_extra"]) and math.isnan(out["clean_acc"])  # no clean row
+    one_short = evaluation.mce(table.iloc[:-1])
+    assert one_short["complete"] is False and math.isnan(one_short["mce"])
+    assert one_short["mce_partial_cells"] == 74
+    # extra cells and a sixth severity change the partial mean, never the benchmark mCE
+    more = pd.concat([table, _table([("saturate", 1, 99.0), ("fog", 6, 99.0)])])
+    assert evaluation.mce(more)["mce"] == pytest.approx(out["mce"])
     with pytest.raises(ValueError, match="duplicate"):
         evaluation.mce(pd.concat([table, table.iloc[:1]]))
 
@@ -77,7 +86,10 @@ def test_cells_and_clean_error_split_the_table():
 
 def test_each_mean_by_hand():
     cells = metrics.cells(MODEL)
-    assert metrics.benchmark_mean(cells) == pytest.approx(35)
+    assert metrics.benchmark_mean(cells) == pytest.approx(35) and metrics.benchmark_cells(cells) == 4
+    assert math.isnan(metrics.complete_mce(cells))
+    fields = metrics.robustbench_fields(cells, 10.0)
+    assert fields["clean_acc"] == pytest.approx(90) and math.isnan(fields["corruptions_acc"])
     assert metrics.extra_mean(cells) == pytest.approx(60)
     assert metrics.mean_all(cells) == pytest.approx(40)
     assert list(metrics.family_means(cells)) == ["noise", "weather", "extra"]  # benchmark order

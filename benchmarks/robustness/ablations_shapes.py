@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
-from cifar10 import markdown_table, noise_blur_split, run_fit, seed_summary  # same folder
+from cifar10 import markdown_table, noise_blur_split, run_fit, seed_summary, summary_value  # same folder
 
 from auxtrain.run_dir import atomic_write_text
 
@@ -105,7 +105,7 @@ def main() -> None:
                   key=lambda job: (list(VARIANTS).index(job[0]), job[1]))
     results = [run_fit(v, args, c_dir, seed, [*common, *VARIANTS[v]]) for v, seed in done]
     rows = [{"variant": r["method"], "seed": r["seed"], "clean error": r["clean_error"],
-             "mCE": r["summary"]["mce"],
+             "mCE": summary_value(r["summary"]),
              **noise_blur_split(r["errors"]),
              "minutes": r["train_seconds"] / 60}
             for r in results]

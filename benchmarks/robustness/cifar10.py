@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -114,6 +115,15 @@ def markdown_table(df: pd.DataFrame, index: bool = False) -> str:
 NOISE_BLUR = corruptions.get_corruption_names("noise") + corruptions.get_corruption_names("blur")
 
 
+def summary_value(summary: dict, key: str = "mce") -> float:
+    """``summary[key]`` as a float, NaN where summary.json holds null or lacks the key.
+
+    summary.json writes null for the mCE of a -C set without all 15 x 5 benchmark cells; the tables
+    here average and format these numbers, which needs NaN (shown as "-"), not None."""
+    value = summary.get(key)
+    return math.nan if value is None else float(value)
+
+
 def noise_blur_split(errors: pd.DataFrame) -> dict[str, float]:
     """Mean error over the seven noise and blur corruptions and over the others, for every method alike
     (a run's own seen/unseen split depends on its branches, and standard training has none)."""
@@ -140,7 +150,7 @@ def write_markdown(results: list[dict], args: argparse.Namespace, preset: dict, 
     for r in results:
         s = r["summary"]
         rows.append({"method": r["method"], "seed": r["seed"], "clean error": r["clean_error"],
-                     "mCE (15)": s["mce"], "seen mean": s.get("seen_mean"),
+                     "mCE (15)": summary_value(s), "seen mean": s.get("seen_mean"),
                      "unseen mean": s.get("unseen_mean"), **noise_blur_split(r["errors"]),
                      "19-corruption mean": s["mean_all"], **{f"{k}": v for k, v in s["families"].items()},
                      "train time (min)": r["train_seconds"] / 60})

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
-from cifar10 import PRESETS, markdown_table, run_fit  # same folder
+from cifar10 import PRESETS, markdown_table, run_fit, summary_value  # same folder
 
 from auxtrain.run_dir import atomic_write_text
 
@@ -64,10 +64,13 @@ def main() -> None:
     with ThreadPoolExecutor(args.jobs) as pool:
         results = list(pool.map(one, settings))
     table = pd.DataFrame([{"alpha": a, "beta": b, "val clean error": r["clean_error"],
-                           "val mCE (15)": s["mce"], "val seen mean": s.get("seen_mean"),
+                           "val mCE (15)": summary_value(s), "val seen mean": s.get("seen_mean"),
                            "val unseen mean": s.get("unseen_mean"),
                            "train time (min)": r["train_seconds"] / 60}
                           for (a, b), r in zip(settings, results, strict=True) for s in [r["summary"]]])
+    if table["val mCE (15)"].isna().all():
+        sys.exit("error: no run has an mCE (its validation -C set lacks some of the 15 x 5 benchmark "
+                 "cells); see the runs' report.md")
     best = table.loc[table["val mCE (15)"].idxmin()]
     text = "\n".join([
         f"# Choosing alpha and beta on a validation split (CIFAR-10, {args.preset} preset)", "",
