@@ -7,18 +7,11 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from error_tables import BASE, MODEL, error_table  # tests/: shared small tables
 
 from auxtrain import evaluation, metrics
 
-
-def _table(rows):
-    return pd.DataFrame(rows, columns=["corruption", "severity", "error"])
-
-
-MODEL = _table([("clean", 0, 10), ("gaussian_noise", 1, 20), ("gaussian_noise", 2, 30), ("fog", 1, 40),
-                ("fog", 2, 50), ("saturate", 1, 60)])
-BASE = _table([("clean", 0, 20), ("gaussian_noise", 1, 40), ("gaussian_noise", 2, 40), ("fog", 1, 50),
-               ("fog", 2, 70), ("saturate", 1, 80)])
+_table = error_table
 
 
 def test_mce_matches_a_hand_computation():
