@@ -51,6 +51,26 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, capsys, argv, m
     assert not out.exists()
 
 
+@pytest.mark.parametrize("argv,flag", [
+    (["--eval-corruptions", "bogus"], "--eval-corruptions"),
+    (["--eval-severities", "9"], "--eval-severities"),
+    (["--eval-root", "{tmp}/missing"], "--eval-root {tmp}/missing does not exist"),
+    (["--eval-root", "{tmp}"], "--eval-root"),  # a folder, but no -C set in it
+    (["--eval-size", "0"], "--eval-size 0"),
+    (["--train-size", "0"], "--train-size 0"),
+    (["--test-size", "0"], "--test-size 0"),
+])
+def test_bad_evaluation_and_size_options_fail_before_training(tmp_path, capsys, argv, flag):
+    out = tmp_path / "run"
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    tiny_eval = [a for a in TINY if a != "--no-eval"]
+    code, stdout, err = _run_cli(["fit", *tiny_eval, "--epochs", "1", *argv, "--out", str(out)], capsys)
+    assert code == 2 and "epoch" not in stdout  # rejected before the first epoch
+    assert flag.replace("{tmp}", str(tmp_path)) in err and "Traceback" not in err
+    assert "names=" not in err and "--data-root" not in err
+    assert not out.exists()
+
+
 def test_non_empty_out_is_refused_and_left_alone(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
