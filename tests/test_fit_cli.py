@@ -139,3 +139,16 @@ def test_list_commands(capsys):
     code, out, _ = _run_cli(["list-corruptions"], capsys)
     assert code == 0 and "gaussian_noise" in out and out.startswith("noise")
     assert main(["list-models", "nothing*"]) == 2
+
+
+@pytest.mark.parametrize("argv", [["list-models"], ["list-corruptions"], ["fit", "--help"]])
+def test_closed_stdout_ends_a_listing_quietly(argv):
+    # `auxtrain list-models | head -1`, deterministically: the reading end is closed before any write.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "auxtrain", *argv], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 0 and proc.stderr == ""
