@@ -363,7 +363,7 @@ def test_cli_eval_writes_the_report(cdir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("problem", ["bad_checkpoint", "truncated_file", "labels_differ", "empty_dir",
-                                     "bad_baseline"])
+                                     "bad_baseline", "labels_outside_classes"])
 def test_cli_eval_failures_exit_2_and_leave_reports_untouched(cdir, tmp_path, capsys, problem):
     ckpt = _export(tmp_path / "m.pt")
     out = tmp_path / "report"
@@ -380,6 +380,9 @@ def test_cli_eval_failures_exit_2_and_leave_reports_untouched(cdir, tmp_path, ca
     elif problem == "labels_differ":
         np.save(cdir / "labels.npy", np.concatenate([LABELS, LABELS[::-1], LABELS, LABELS, LABELS]))
         expected = "labels.npy: the labels of severity block 2 differ"
+    elif problem == "labels_outside_classes":  # a -C set of another dataset: labels 3..5, 3 classes
+        np.save(cdir / "labels.npy", np.tile(LABELS + 3, 5).astype(np.uint8))
+        expected = f"{cdir / 'labels.npy'} holds labels outside the model's 3 classes (0 to 2): 3, 4, 5"
     elif problem == "empty_dir":
         args[4] = str(tmp_path / "empty")
         (tmp_path / "empty").mkdir()
