@@ -9,6 +9,7 @@ The fixture -C sets hold solid-colour images and the model predicts the dominant
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pandas as pd
@@ -360,6 +361,20 @@ def test_cli_eval_writes_the_report(cdir, tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(ckpt), "--data-root", str(cdir), "--out", str(tmp_path / "r2"),
                  "--baseline", str(out / "errors.csv"), "--no-progress"]) == 0
     assert json.loads((tmp_path / "r2" / "summary.json").read_text())["normalized_mce"] == pytest.approx(100)
+
+
+def test_cli_eval_without_matplotlib_lists_only_the_files_written(cdir, tmp_path, capsys, monkeypatch):
+    ckpt = _export(tmp_path / "m.pt")
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "report.png").write_bytes(b"the previous report's plot")
+    monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
+    with pytest.warns(UserWarning, match="matplotlib"):
+        assert main(["eval", "--checkpoint", str(ckpt), "--data-root", str(cdir), "--out", str(out),
+                     "--no-progress"]) == 0
+    stdout = capsys.readouterr().out
+    assert "report.md)" in stdout and "report.png" not in stdout
+    assert not (out / "report.png").exists()
 
 
 @pytest.mark.parametrize("problem", ["bad_checkpoint", "truncated_file", "labels_differ", "empty_dir",
