@@ -76,7 +76,7 @@ def test_non_empty_out_is_refused_and_left_alone(tmp_path, capsys):
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     code, _, err = _run_cli(["fit", *TINY, "--epochs", "1", "--out", str(out)], capsys)
-    assert code == 2 and "--resume" in err and "--overwrite" in err
+    assert code == 2 and "another --out" in err and "--overwrite" in err and "--resume" not in err
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
