@@ -92,6 +92,7 @@ def _run_fit(args: argparse.Namespace) -> int:
 
     from auxtrain.training import NonFiniteLossError, fit
 
+    config = None
     try:
         config = _fit_config(args)
         split = "val" if config.val_size else "test"
@@ -102,9 +103,8 @@ def _run_fit(args: argparse.Namespace) -> int:
         print(f"auxtrain: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        out = getattr(args, "out", None) or "RUN_DIR"
-        print(f"auxtrain: interrupted; the checkpoint is saved, continue with: "
-              f"auxtrain fit --resume --out {out}", file=sys.stderr)
+        print(_interrupted_message(config.out if config is not None else getattr(args, "out", None)),
+              file=sys.stderr)
         return 130
     if result.run_dir is None:  # a non-zero rank of a distributed run: rank 0 reports
         return 0
@@ -115,6 +115,21 @@ def _run_fit(args: argparse.Namespace) -> int:
     if result.report is not None and report_md.is_file():
         print("\n" + report_md.read_text(encoding="utf-8"))
     return 0
+
+
+def _interrupted_message(out: str | None) -> str:
+    """What a Ctrl-C of ``fit`` left in ``out`` and the command to type next; names only files that exist."""
+    from pathlib import Path
+
+    from auxtrain.run_dir import RunDir
+
+    if out is not None and (Path(out) / RunDir.CHECKPOINT).is_file():
+        return (f"auxtrain: interrupted; the checkpoint {Path(out) / RunDir.CHECKPOINT} is saved, continue "
+                f"with: auxtrain fit --resume --out {out}")
+    if out is not None and (Path(out) / RunDir.CONFIG).is_file():
+        return (f"auxtrain: interrupted before the first checkpoint, so there is nothing to resume; start "
+                f"again with the same options and --overwrite --out {out}")
+    return "auxtrain: interrupted before anything was written; run the same command again"
 
 
 def _add_config_flags(p: argparse.ArgumentParser, cls) -> None:

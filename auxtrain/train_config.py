@@ -10,6 +10,7 @@ check in :meth:`TrainConfig.resolved`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -180,7 +181,8 @@ class TrainConfig:
         check_choices(cfg)  # mode, head, running_stats, schedule, amp: their Literal annotations
         checks = [("epochs", isinstance(cfg.epochs, int) and cfg.epochs >= 1, "a positive integer"),
                   ("batch_size", isinstance(cfg.batch_size, int) and cfg.batch_size >= 1, "positive"),
-                  ("lr", cfg.lr > 0, "a positive number"), ("workers", cfg.workers >= 0, "0 or more"),
+                  ("lr", _finite_positive(cfg.lr), "a positive finite number"),
+                  ("workers", cfg.workers >= 0, "0 or more"),
                   ("val_size", cfg.val_size is None or (isinstance(cfg.val_size, int) and cfg.val_size >= 1),
                    "None or a positive integer")]
         for name, ok, want in checks:
@@ -203,6 +205,11 @@ class TrainConfig:
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def _finite_positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and value > 0
 
 
 def _positive_int(value: Any) -> bool:

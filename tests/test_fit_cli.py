@@ -152,3 +152,51 @@ def test_closed_stdout_ends_a_listing_quietly(argv):
     finally:
         os.close(write_end)
     assert proc.returncode == 0 and proc.stderr == ""
+
+
+def test_diverged_first_epoch_names_no_checkpoint_and_the_rerun_says_overwrite(tmp_path, capsys):
+    out = tmp_path / "run"
+    # lr 1e30: the first step is finite, the second is not; no epoch ends, so no checkpoint exists.
+    code, _, err = _run_cli(["fit", *TINY, "--epochs", "1", "--lr", "1e30", "--out", str(out)], capsys)
+    assert code == 1 and "No checkpoint was written" in err and "last good checkpoint" not in err
+    assert f"--overwrite --out {out}" in err and not (out / "checkpoint_last.pt").exists()
+    code, _, err = _run_cli(["fit", *TINY, "--epochs", "1", "--out", str(out)], capsys)  # a plain rerun
+    assert code == 2 and "before its first checkpoint" in err and "--overwrite" in err
+    code, _, err = _run_cli(["fit", "--resume", "--out", str(out)], capsys)
+    assert code == 2 and "--overwrite instead of --resume" in err
+    rerun = ["fit", *TINY, "--epochs", "1", "--corruptions", "none", "--overwrite", "--out", str(out)]
+    assert main(rerun) == 0  # the command the messages name
+
+
+@pytest.mark.parametrize("where,expected", [
+    ("_datasets", "interrupted before anything was written"),  # during start-up
+    ("_train_epoch", "interrupted before the first checkpoint, so there is nothing to resume; start again "
+                     "with the same options and --overwrite"),
+])
+def test_ctrl_c_names_no_checkpoint_that_does_not_exist(tmp_path, capsys, monkeypatch, where, expected):
+    from auxtrain import training
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, where, interrupt)
+    out = tmp_path / "run"
+    code, _, err = _run_cli(["fit", *TINY, "--epochs", "1", "--out", str(out)], capsys)
+    assert code == 130 and expected in err and "checkpoint is saved" not in err
+    assert not (out / "checkpoint_last.pt").exists()
+
+
+def test_non_finite_lr_is_rejected_before_training(tmp_path, capsys):
+    code, _, err = _run_cli(["fit", *TINY, "--epochs", "1", "--lr", "inf", "--out", str(tmp_path / "r")],
+                            capsys)
+    assert code == 2 and "lr must be a positive finite number, got inf" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_ctrl_c_after_a_checkpoint_says_resume(tmp_path):
+    from auxtrain.cli import _interrupted_message
+
+    (tmp_path / "config.yaml").write_text("config: {}\n")
+    (tmp_path / "checkpoint_last.pt").write_bytes(b"")
+    message = _interrupted_message(str(tmp_path))
+    assert message.endswith(f"continue with: auxtrain fit --resume --out {tmp_path}")
