@@ -183,11 +183,11 @@ class TrainConfig:
                   ("batch_size", isinstance(cfg.batch_size, int) and cfg.batch_size >= 1, "positive"),
                   ("lr", _finite_positive(cfg.lr), "a positive finite number"),
                   ("workers", cfg.workers >= 0, "0 or more"),
-                  ("val_size", cfg.val_size is None or (isinstance(cfg.val_size, int) and cfg.val_size >= 1),
-                   "None or a positive integer")]
+                  ("val_size", cfg.val_size is None or _positive_int(cfg.val_size),
+                   "a positive integer, or unset for no validation split")]
         for name, ok, want in checks:
-            if not ok:
-                raise ValueError(f"{name} must be {want}, got {getattr(cfg, name)!r}")
+            if not ok:  # named as typed on the command line; a config file uses the same names
+                raise ValueError(f"{_flag(name)} {getattr(cfg, name)!r}: must be {want}")
         _check_sizes(cfg)
         _check_stage_two_start(cfg)
         if cfg.val_size and cfg.dataset == "imagefolder":

@@ -189,7 +189,7 @@ def test_ctrl_c_names_no_checkpoint_that_does_not_exist(tmp_path, capsys, monkey
 def test_non_finite_lr_is_rejected_before_training(tmp_path, capsys):
     code, _, err = _run_cli(["fit", *TINY, "--epochs", "1", "--lr", "inf", "--out", str(tmp_path / "r")],
                             capsys)
-    assert code == 2 and "lr must be a positive finite number, got inf" in err
+    assert code == 2 and "--lr inf: must be a positive finite number" in err
     assert not (tmp_path / "r").exists()
 
 
