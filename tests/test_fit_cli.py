@@ -200,3 +200,15 @@ def test_ctrl_c_after_a_checkpoint_says_resume(tmp_path):
     (tmp_path / "checkpoint_last.pt").write_bytes(b"")
     message = _interrupted_message(str(tmp_path))
     assert message.endswith(f"continue with: auxtrain fit --resume --out {tmp_path}")
+
+
+def test_closed_stdout_during_fit_exits_141_with_a_note(tmp_path, capsys, monkeypatch):
+    from auxtrain import training
+    from auxtrain.cli import EXIT_BROKEN_PIPE
+
+    def closed(*args, **kwargs):  # as when the reader of the epoch lines has gone away
+        raise BrokenPipeError
+
+    monkeypatch.setattr(training, "fit", closed)
+    code, _, err = _run_cli(["fit", *TINY, "--epochs", "1", "--out", str(tmp_path / "r")], capsys)
+    assert code == EXIT_BROKEN_PIPE == 141 and "broken pipe" in err and "Traceback" not in err
