@@ -93,6 +93,7 @@ def _run_fit(args: argparse.Namespace) -> int:
 
     from auxtrain.training import NonFiniteLossError, fit
 
+    config = None
     try:
         config = _fit_config(args)
         split = "val" if config.val_size else "test"
@@ -103,9 +104,8 @@ def _run_fit(args: argparse.Namespace) -> int:
         print(f"auxtrain: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        out = getattr(args, "out", None) or "RUN_DIR"
-        print(f"auxtrain: interrupted; the checkpoint is saved, continue with: "
-              f"auxtrain fit --resume --out {out}", file=sys.stderr)
+        print(_interrupted_message(config.out if config is not None else getattr(args, "out", None)),
+              file=sys.stderr)
         return 130
     if result.run_dir is None:  # a non-zero rank of a distributed run: rank 0 reports
         return 0
@@ -116,6 +116,21 @@ def _run_fit(args: argparse.Namespace) -> int:
     if result.report is not None and report_md.is_file():
         print("\n" + report_md.read_text(encoding="utf-8"))
     return 0
+
+
+def _interrupted_message(out: str | None) -> str:
+    """What a Ctrl-C of ``fit`` left in ``out`` and the command to type next; names only files that exist."""
+    from pathlib import Path
+
+    from auxtrain.run_dir import RunDir
+
+    if out is not None and (Path(out) / RunDir.CHECKPOINT).is_file():
+        return (f"auxtrain: interrupted; the checkpoint {Path(out) / RunDir.CHECKPOINT} is saved, continue "
+                f"with: auxtrain fit --resume --out {out}")
+    if out is not None and (Path(out) / RunDir.CONFIG).is_file():
+        return (f"auxtrain: interrupted before the first checkpoint, so there is nothing to resume; start "
+                f"again with the same options and --overwrite --out {out}")
+    return "auxtrain: interrupted before anything was written; run the same command again"
 
 
 def _add_config_flags(p: argparse.ArgumentParser, cls) -> None:
@@ -250,9 +265,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Exit code when stdout is closed before a command that is not a listing finished: 128 + SIGPIPE,
+# as a shell reports a process killed by a broken pipe.
+EXIT_BROKEN_PIPE = 141
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit raises no second BrokenPipeError."""
+    import os
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (a test's capture): nothing to flush
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI with ``argv`` (default: sys.argv[1:]) and return the exit code."""
+    """Run the CLI with ``argv`` (default: sys.argv[1:]) and return the exit code.
+
+    A reader that closes stdout early (``auxtrain list-models | head``) ends the command quietly,
+    without a traceback: with exit code 0 for help and the listings (the reader took what it
+    wanted), with 141 (``EXIT_BROKEN_PIPE``) and a one-line note on stderr for the other commands,
+    which did not finish (a ``fit`` keeps its last epoch checkpoint, for ``--resume``).
+    """
     parser = build_parser()
+    command: list = []  # the parsed command's run function: a broken pipe's exit code depends on it
+    try:
+        return _main(parser, argv, command)
+    except BrokenPipeError:
+        _silence_stdout()
+        if not command or command[0] in (_run_list_models, _run_list_corruptions):
+            return 0
+        print("auxtrain: stopped: stdout was closed (broken pipe) before the command finished",
+              file=sys.stderr)
+        return EXIT_BROKEN_PIPE
+
+
+def _main(parser: argparse.ArgumentParser, argv: Sequence[str] | None, command: list) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version and usage errors
@@ -260,6 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 0
+    command.append(args.run)
     try:
         return int(args.run(args) or 0)
     except UserError as exc:

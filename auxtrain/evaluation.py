@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from auxtrain._eval_data import Clean, clean_set, count_correct, image_set, test_split, to_nchw
-from auxtrain.data.corrupted import CLEAN_FILE, FLAGS, FolderCorruptedSet, open_corrupted
+from auxtrain.data.corrupted import CLEAN_FILE, FLAGS, LABELS_FILE, FolderCorruptedSet, open_corrupted
 from auxtrain.distributed import resolve_device
 from auxtrain.metrics import mce as mce
 from auxtrain.report import build_summary
@@ -134,6 +134,7 @@ def corruption_errors(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
     data = open_corrupted(root, corruptions, _severities(severities, flags), flags)
+    _check_classes(data, model, root)
     dev = _device(device, model)
     jobs = [(name, s, data.subset(name, s)) for name in data.names for s in data.severities]
     cleaned = clean_set(clean, data)
@@ -168,6 +169,30 @@ def corruption_errors(
     errors.attrs["missing"] = list(data.missing)
     errors.attrs["root"] = str(root)
     return errors
+
+
+def _check_classes(data: Any, model: nn.Module, root: str | os.PathLike) -> None:
+    """Labels of the -C set within the classes of ``model`` (when its export metadata records them).
+
+    A label the model cannot predict counts as an error on every image, so a -C set of another
+    dataset would report near-100% errors that look like a result; this is an error instead.
+    """
+    num_classes = (getattr(model, "meta", None) or {}).get("num_classes")
+    if not isinstance(num_classes, int):
+        return
+    if isinstance(data, FolderCorruptedSet):
+        if data.classes is not None and len(data.classes) > num_classes:
+            raise ValueError(f"{root} has {len(data.classes)} class folders but the model predicts "
+                             f"{num_classes} classes; evaluate on a -C set of the dataset the model was "
+                             "trained on")
+        return
+    labels = data.labels
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        bad = sorted({int(v) for v in labels[(labels < 0) | (labels >= num_classes)].tolist()})
+        shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+        raise ValueError(f"{Path(root) / LABELS_FILE} holds labels outside the model's {num_classes} "
+                         f"classes (0 to {num_classes - 1}): {shown}; evaluate on a -C set of the dataset "
+                         "the model was trained on")
 
 
 def generate_corrupted_testset(

@@ -11,7 +11,7 @@ Files written by :func:`write_report` into ``out_dir``:
 * ``summary.json``: the numbers of :func:`auxtrain.metrics.mce` (NaN written as null);
 * ``report.md``: summary table + corruption x severity table;
 * ``report.png``: error vs severity per corruption (and bars against the baseline), when
-  matplotlib is installed.
+  matplotlib is installed; without it, a report.png left by an earlier report is removed.
 
 Everything is rendered in memory first, so a failure leaves existing files untouched. The numbers
 come from :mod:`auxtrain.metrics`; this module only formats and writes them.
@@ -242,4 +242,6 @@ def write_report(errors: pd.DataFrame, out_dir: str | os.PathLike, *,
     out.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
         atomic_write_bytes(out / name, data)
+    if png is None:  # a previous report's plot would pass for this report's
+        (out / "report.png").unlink(missing_ok=True)
     return summary

@@ -106,15 +106,40 @@ class RunDir:
         self.overwrite = overwrite
         if self.path.exists() and not self.path.is_dir():
             raise ValueError(f"--out {self.path} is a file; pass a directory path")
-        nonempty = self.path.is_dir() and any(self.path.iterdir())
         if resume and not self.checkpoint_path.is_file():
-            raise ValueError(f"cannot resume: {self.checkpoint_path} does not exist; "
-                             "start the run without --resume")
+            raise ValueError(self._no_checkpoint_message())
+        nonempty = self.path.is_dir() and any(self.path.iterdir())
         if nonempty and not (resume or overwrite):
-            raise ValueError(
-                f"--out {self.path} already exists and is not empty; pass --resume to continue that run, "
-                "--overwrite to replace it, or another --out"
-            )
+            raise ValueError(self._occupied_message())
+
+    def _started_run(self) -> bool:
+        """Whether a run started here: its config.yaml (written first) or metrics.csv exists."""
+        return any((self.path / n).is_file() for n in (self.CONFIG, self.METRICS))
+
+    def _no_checkpoint_message(self) -> str:
+        """Why ``--resume`` cannot work here, and the command that can."""
+        if not self.path.is_dir():
+            return f"cannot resume: --out {self.path} does not exist; start the run without --resume"
+        if self._started_run():  # but stopped before the end of its first epoch
+            return (f"cannot resume: the run in {self.path} stopped before its first checkpoint "
+                    f"({self.CHECKPOINT} does not exist), so there is nothing to continue; start it again "
+                    "with the same options and --overwrite instead of --resume")
+        if any(self.path.iterdir()):
+            return (f"cannot resume: --out {self.path} holds no auxtrain run; pass the --out of the run "
+                    "to continue")
+        return f"cannot resume: --out {self.path} is empty; start the run without --resume"
+
+    def _occupied_message(self) -> str:
+        """Why a new run cannot start in the non-empty directory, and what to type instead."""
+        if self.checkpoint_path.is_file():
+            return (f"--out {self.path} already holds a run; pass --resume to continue it, --overwrite to "
+                    "replace it, or another --out")
+        if self._started_run():
+            return (f"--out {self.path} holds a run that stopped before its first checkpoint (no "
+                    f"{self.CHECKPOINT}: nothing to resume); pass --overwrite to start it again, or "
+                    "another --out")
+        return (f"--out {self.path} already exists and holds files that are not an auxtrain run; pass "
+                "another --out, or --overwrite to write the run next to them")
 
     @property
     def config_path(self) -> Path:

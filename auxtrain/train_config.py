@@ -10,6 +10,7 @@ check in :meth:`TrainConfig.resolved`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -180,12 +181,14 @@ class TrainConfig:
         check_choices(cfg)  # mode, head, running_stats, schedule, amp: their Literal annotations
         checks = [("epochs", isinstance(cfg.epochs, int) and cfg.epochs >= 1, "a positive integer"),
                   ("batch_size", isinstance(cfg.batch_size, int) and cfg.batch_size >= 1, "positive"),
-                  ("lr", cfg.lr > 0, "a positive number"), ("workers", cfg.workers >= 0, "0 or more"),
-                  ("val_size", cfg.val_size is None or (isinstance(cfg.val_size, int) and cfg.val_size >= 1),
-                   "None or a positive integer")]
+                  ("lr", _finite_positive(cfg.lr), "a positive finite number"),
+                  ("workers", cfg.workers >= 0, "0 or more"),
+                  ("val_size", cfg.val_size is None or _positive_int(cfg.val_size),
+                   "a positive integer, or unset for no validation split")]
         for name, ok, want in checks:
-            if not ok:
-                raise ValueError(f"{name} must be {want}, got {getattr(cfg, name)!r}")
+            if not ok:  # named as typed on the command line; a config file uses the same names
+                raise ValueError(f"{_flag(name)} {getattr(cfg, name)!r}: must be {want}")
+        _check_sizes(cfg)
         _check_stage_two_start(cfg)
         if cfg.val_size and cfg.dataset == "imagefolder":
             raise ValueError("--val-size holds out images of shapes or CIFAR; an imagefolder dataset "
@@ -193,10 +196,76 @@ class TrainConfig:
         if cfg.val_size and cfg.eval_root is not None:
             raise ValueError("--val-size reports on corrupted copies of the validation images, but "
                              "--eval-root points at a test-set -C folder; drop one of the two")
+        _check_eval(cfg)
         if cfg.out is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             cfg.out = str(Path("runs") / f"{cfg.dataset}-{cfg.model}-{cfg.mode}-{stamp}")
         return cfg
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _finite_positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and value > 0
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _check_sizes(cfg: TrainConfig) -> None:
+    """``--train-size``, ``--test-size`` and ``--eval-size``: None (the default) or at least 1.
+
+    0 is an error rather than "the default": the data code reads a falsy size as "not given", so
+    ``--train-size 0`` would silently train on the dataset's full default size.
+    """
+    for name in ("train_size", "test_size", "eval_size"):
+        value = getattr(cfg, name)
+        if value is not None and not _positive_int(value):
+            raise ValueError(f"{_flag(name)} {value!r} must be a positive number of images; leave it "
+                             f"unset for the default ({_per_dataset(name)})")
+
+
+def _check_eval(cfg: TrainConfig) -> None:
+    """The evaluation options, checked now so that a typo fails before training, not after it.
+
+    The severities are checked whatever ``--eval`` (a typo either way), and so are the corruption
+    names when the -C set is generated; with ``--eval-root`` (when the run evaluates) the folder
+    must exist, and a name outside the vocabulary must be one of its files or folders (a custom
+    corruption), as the evaluation itself will require. A CIFAR-C style folder is opened (memory
+    maps and labels.npy: cheap), so a broken one fails now too. The messages name the flags as typed.
+    """
+    import corruptions  # here: it imports torch, and `auxtrain fit --help` must not
+
+    severities = corruptions.parse_severities(cfg.eval_severities, what="--eval-severities")
+    if not isinstance(cfg.eval_seed, int) or isinstance(cfg.eval_seed, bool):
+        raise ValueError(f"--eval-seed {cfg.eval_seed!r} must be an integer")
+    if not (cfg.eval and cfg.eval_root is not None):
+        corruptions.resolve_names(cfg.eval_corruptions, what="--eval-corruptions")
+        return
+    root = Path(cfg.eval_root)
+    if not root.is_dir():
+        what = "is a file" if root.exists() else "does not exist"
+        raise ValueError(f"--eval-root {root} {what}; pass the folder of an existing -C set "
+                         "(NAME.npy + labels.npy), or leave --eval-root out to generate one from the "
+                         "test split")
+    from auxtrain.data.corrupted import open_corrupted, select_names
+
+    flags = {"root": "--eval-root", "corruptions": "--eval-corruptions", "severities": "--eval-severities"}
+    if any(root.glob("*.npy")):
+        open_corrupted(root, cfg.eval_corruptions, severities, flags)
+        return
+    # An image-folder tree: its corruption/severity folders only; scanning every image now would cost
+    # as much as the evaluation's own scan.
+    found = [d.name for d in root.iterdir() if d.is_dir() and any(s.name.isdigit() for s in d.iterdir())]
+    if not found:
+        raise ValueError(f"--eval-root {root} holds no -C set: neither NAME.npy + labels.npy files nor "
+                         "corruption/severity/class/image folders; build one with `auxtrain make-c`, or "
+                         "leave --eval-root out to generate one from the test split")
+    select_names(cfg.eval_corruptions, found, root, flags)
 
 
 def _check_stage_two_start(cfg: TrainConfig) -> None:

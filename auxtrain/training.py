@@ -53,7 +53,7 @@ class RunResult:
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss became NaN or infinite; the run stops, keeping its last good checkpoint if it has one."""
 
 
 def fit(config: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
@@ -290,10 +290,8 @@ def _train_epoch(job: _Job, loader, gen: torch.Generator, sums: dict[str, float]
                                         tying_weight=schedule.tying_weight(epoch), companions=out.companions,
                                         companion_weight=schedule.companion_weight_at(epoch))
         if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; stopped. The last good "
-                f"checkpoint in {cfg.out} is kept. Lower --lr, or drop --amp"
-            )
+            raise NonFiniteLossError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
+                                     f"stopped. {_diverged_advice(cfg.out)}")
         job.optimizer.zero_grad(set_to_none=True)
         job.scaler.scale(loss).backward()
         job.scaler.step(job.optimizer)
@@ -311,6 +309,15 @@ def _train_epoch(job: _Job, loader, gen: torch.Generator, sums: dict[str, float]
         step = len(loader)
     bar.close()
     return step
+
+
+def _diverged_advice(out: str) -> str:
+    """What is left of a diverged run in ``out`` and what to type: only a checkpoint that exists is named."""
+    if (Path(out) / RunDir.CHECKPOINT).is_file():
+        return (f"The last good checkpoint, {Path(out) / RunDir.CHECKPOINT}, is kept. Lower --lr, or drop "
+                "--amp, in a new run (another --out, or --overwrite)")
+    return (f"No checkpoint was written (it is saved at the end of each epoch), so there is nothing to "
+            f"resume: lower --lr, or drop --amp, and start again with --overwrite --out {out}")
 
 
 def _save(run: RunDir, job: _Job, cfg: TrainConfig, epoch: int, step: int, gen: torch.Generator | None,

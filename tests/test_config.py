@@ -241,3 +241,21 @@ def test_stage_two_start_must_be_an_epoch_of_the_run():
     assert TrainConfig(epochs=5, stage_two_start=9, gamma=0).resolved().stage_two_start == 9
     with pytest.raises(ValueError, match="--stage-two-start -1 must be a 0-based epoch"):
         TrainConfig(epochs=5, stage_two_start=-1, gamma=0).resolved()
+
+
+def test_eval_options_are_checked_up_front_and_accept_a_custom_c_set(tmp_path):
+    import numpy as np
+
+    # A CIFAR-C style folder with a custom corruption (not in the vocabulary) at severities 1-5.
+    np.save(tmp_path / "my_warp.npy", np.zeros((10, 8, 8, 3), np.uint8))
+    np.save(tmp_path / "labels.npy", np.zeros(10, np.int64))
+    cfg = TrainConfig(eval_root=str(tmp_path), eval_corruptions="my_warp", eval_severities="1,5").resolved()
+    assert cfg.eval_root == str(tmp_path)
+    with pytest.raises(ValueError, match="--eval-corruptions='my_warp'"):  # only a file of --eval-root
+        TrainConfig(eval_corruptions="my_warp").resolved()
+    with pytest.raises(ValueError, match="--eval-corruptions"):
+        TrainConfig(eval_root=str(tmp_path), eval_corruptions="bogus").resolved()
+    # Without evaluation the folder is not needed (a config file from another machine).
+    assert TrainConfig(eval=False, eval_root=str(tmp_path / "elsewhere")).resolved().eval is False
+    with pytest.raises(ValueError, match="--eval-severities"):
+        TrainConfig(eval=False, eval_severities="0").resolved()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import numpy as np
 import pandas as pd
@@ -365,8 +366,22 @@ def test_cli_eval_writes_the_report(cdir, tmp_path, capsys):
     assert json.loads((tmp_path / "r2" / "summary.json").read_text())["normalized_mce"] == pytest.approx(100)
 
 
+def test_cli_eval_without_matplotlib_lists_only_the_files_written(cdir, tmp_path, capsys, monkeypatch):
+    ckpt = _export(tmp_path / "m.pt")
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "report.png").write_bytes(b"the previous report's plot")
+    monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
+    with pytest.warns(UserWarning, match="matplotlib"):
+        assert main(["eval", "--checkpoint", str(ckpt), "--data-root", str(cdir), "--out", str(out),
+                     "--no-progress"]) == 0
+    stdout = capsys.readouterr().out
+    assert "report.md)" in stdout and "report.png" not in stdout
+    assert not (out / "report.png").exists()
+
+
 @pytest.mark.parametrize("problem", ["bad_checkpoint", "truncated_file", "labels_differ", "empty_dir",
-                                     "bad_baseline"])
+                                     "bad_baseline", "labels_outside_classes"])
 def test_cli_eval_failures_exit_2_and_leave_reports_untouched(cdir, tmp_path, capsys, problem):
     ckpt = _export(tmp_path / "m.pt")
     out = tmp_path / "report"
@@ -383,6 +398,9 @@ def test_cli_eval_failures_exit_2_and_leave_reports_untouched(cdir, tmp_path, ca
     elif problem == "labels_differ":
         np.save(cdir / "labels.npy", np.concatenate([LABELS, LABELS[::-1], LABELS, LABELS, LABELS]))
         expected = "labels.npy: the labels of severity block 2 differ"
+    elif problem == "labels_outside_classes":  # a -C set of another dataset: labels 3..5, 3 classes
+        np.save(cdir / "labels.npy", np.tile(LABELS + 3, 5).astype(np.uint8))
+        expected = f"{cdir / 'labels.npy'} holds labels outside the model's 3 classes (0 to 2): 3, 4, 5"
     elif problem == "empty_dir":
         args[4] = str(tmp_path / "empty")
         (tmp_path / "empty").mkdir()

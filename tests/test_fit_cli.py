@@ -51,12 +51,32 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, capsys, argv, m
     assert not out.exists()
 
 
+@pytest.mark.parametrize("argv,flag", [
+    (["--eval-corruptions", "bogus"], "--eval-corruptions"),
+    (["--eval-severities", "9"], "--eval-severities"),
+    (["--eval-root", "{tmp}/missing"], "--eval-root {tmp}/missing does not exist"),
+    (["--eval-root", "{tmp}"], "--eval-root"),  # a folder, but no -C set in it
+    (["--eval-size", "0"], "--eval-size 0"),
+    (["--train-size", "0"], "--train-size 0"),
+    (["--test-size", "0"], "--test-size 0"),
+])
+def test_bad_evaluation_and_size_options_fail_before_training(tmp_path, capsys, argv, flag):
+    out = tmp_path / "run"
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    tiny_eval = [a for a in TINY if a != "--no-eval"]
+    code, stdout, err = _run_cli(["fit", *tiny_eval, "--epochs", "1", *argv, "--out", str(out)], capsys)
+    assert code == 2 and "epoch" not in stdout  # rejected before the first epoch
+    assert flag.replace("{tmp}", str(tmp_path)) in err and "Traceback" not in err
+    assert "names=" not in err and "--data-root" not in err
+    assert not out.exists()
+
+
 def test_non_empty_out_is_refused_and_left_alone(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     code, _, err = _run_cli(["fit", *TINY, "--epochs", "1", "--out", str(out)], capsys)
-    assert code == 2 and "--resume" in err and "--overwrite" in err
+    assert code == 2 and "another --out" in err and "--overwrite" in err and "--resume" not in err
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
@@ -119,3 +139,76 @@ def test_list_commands(capsys):
     code, out, _ = _run_cli(["list-corruptions"], capsys)
     assert code == 0 and "gaussian_noise" in out and out.startswith("noise")
     assert main(["list-models", "nothing*"]) == 2
+
+
+@pytest.mark.parametrize("argv", [["list-models"], ["list-corruptions"], ["fit", "--help"]])
+def test_closed_stdout_ends_a_listing_quietly(argv):
+    # `auxtrain list-models | head -1`, deterministically: the reading end is closed before any write.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "auxtrain", *argv], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 0 and proc.stderr == ""
+
+
+def test_diverged_first_epoch_names_no_checkpoint_and_the_rerun_says_overwrite(tmp_path, capsys):
+    out = tmp_path / "run"
+    # lr 1e30: the first step is finite, the second is not; no epoch ends, so no checkpoint exists.
+    code, _, err = _run_cli(["fit", *TINY, "--epochs", "1", "--lr", "1e30", "--out", str(out)], capsys)
+    assert code == 1 and "No checkpoint was written" in err and "last good checkpoint" not in err
+    assert f"--overwrite --out {out}" in err and not (out / "checkpoint_last.pt").exists()
+    code, _, err = _run_cli(["fit", *TINY, "--epochs", "1", "--out", str(out)], capsys)  # a plain rerun
+    assert code == 2 and "before its first checkpoint" in err and "--overwrite" in err
+    code, _, err = _run_cli(["fit", "--resume", "--out", str(out)], capsys)
+    assert code == 2 and "--overwrite instead of --resume" in err
+    rerun = ["fit", *TINY, "--epochs", "1", "--corruptions", "none", "--overwrite", "--out", str(out)]
+    assert main(rerun) == 0  # the command the messages name
+
+
+@pytest.mark.parametrize("where,expected", [
+    ("_datasets", "interrupted before anything was written"),  # during start-up
+    ("_train_epoch", "interrupted before the first checkpoint, so there is nothing to resume; start again "
+                     "with the same options and --overwrite"),
+])
+def test_ctrl_c_names_no_checkpoint_that_does_not_exist(tmp_path, capsys, monkeypatch, where, expected):
+    from auxtrain import training
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, where, interrupt)
+    out = tmp_path / "run"
+    code, _, err = _run_cli(["fit", *TINY, "--epochs", "1", "--out", str(out)], capsys)
+    assert code == 130 and expected in err and "checkpoint is saved" not in err
+    assert not (out / "checkpoint_last.pt").exists()
+
+
+def test_non_finite_lr_is_rejected_before_training(tmp_path, capsys):
+    code, _, err = _run_cli(["fit", *TINY, "--epochs", "1", "--lr", "inf", "--out", str(tmp_path / "r")],
+                            capsys)
+    assert code == 2 and "--lr inf: must be a positive finite number" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_ctrl_c_after_a_checkpoint_says_resume(tmp_path):
+    from auxtrain.cli import _interrupted_message
+
+    (tmp_path / "config.yaml").write_text("config: {}\n")
+    (tmp_path / "checkpoint_last.pt").write_bytes(b"")
+    message = _interrupted_message(str(tmp_path))
+    assert message.endswith(f"continue with: auxtrain fit --resume --out {tmp_path}")
+
+
+def test_closed_stdout_during_fit_exits_141_with_a_note(tmp_path, capsys, monkeypatch):
+    from auxtrain import training
+    from auxtrain.cli import EXIT_BROKEN_PIPE
+
+    def closed(*args, **kwargs):  # as when the reader of the epoch lines has gone away
+        raise BrokenPipeError
+
+    monkeypatch.setattr(training, "fit", closed)
+    code, _, err = _run_cli(["fit", *TINY, "--epochs", "1", "--out", str(tmp_path / "r")], capsys)
+    assert code == EXIT_BROKEN_PIPE == 141 and "broken pipe" in err and "Traceback" not in err

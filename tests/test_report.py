@@ -40,6 +40,14 @@ def test_write_report_without_matplotlib_skips_the_png(tmp_path, monkeypatch):
     assert (tmp_path / "report.md").is_file() and not (tmp_path / "report.png").exists()
 
 
+def test_write_report_without_matplotlib_removes_a_stale_png(tmp_path, monkeypatch):
+    (tmp_path / "report.png").write_bytes(b"the previous report's plot")
+    monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
+    with pytest.warns(UserWarning, match="matplotlib"):
+        evaluation.write_report(MODEL, tmp_path)
+    assert (tmp_path / "report.md").is_file() and not (tmp_path / "report.png").exists()
+
+
 def test_wide_table_and_summary_json(tmp_path):
     summary = report.write_report(MODEL, tmp_path, seen=["fog"])
     wide = pd.read_csv(tmp_path / "report.csv")

@@ -10,13 +10,34 @@ from auxtrain.run_dir import RunDir
 
 def test_run_dir_refuses_a_non_empty_directory(tmp_path):
     (tmp_path / "something.txt").write_text("x")
-    with pytest.raises(ValueError, match="already exists and is not empty.*--resume.*--overwrite"):
+    with pytest.raises(ValueError, match="not an auxtrain run; pass another --out, or --overwrite") as exc:
         RunDir(tmp_path)
-    with pytest.raises(ValueError, match="cannot resume"):
+    assert "--resume" not in str(exc.value)  # there is nothing to resume
+    with pytest.raises(ValueError, match="cannot resume: .* holds no auxtrain run"):
         RunDir(tmp_path, resume=True)
     RunDir(tmp_path, overwrite=True)  # allowed
     RunDir(tmp_path / "new")  # a missing directory is fine and not created yet
     assert not (tmp_path / "new").exists()
+
+
+def test_each_refusal_says_what_to_type(tmp_path):
+    # A run that stopped before its first checkpoint: config.yaml only. A plain rerun and --resume
+    # both fail; each message names the one command that works.
+    dead = tmp_path / "dead"
+    dead.mkdir()
+    (dead / RunDir.CONFIG).write_text("config: {}\n")
+    with pytest.raises(ValueError, match="stopped before its first checkpoint.*pass --overwrite") as exc:
+        RunDir(dead)
+    assert "--resume" not in str(exc.value)
+    with pytest.raises(ValueError, match="first checkpoint.*--overwrite instead of --resume"):
+        RunDir(dead, resume=True)
+    RunDir(dead, overwrite=True)  # the command the messages name
+    # A run with a checkpoint: --resume or --overwrite.
+    torch.save({}, dead / RunDir.CHECKPOINT)
+    with pytest.raises(ValueError, match="already holds a run; pass --resume to continue it, --overwrite"):
+        RunDir(dead)
+    with pytest.raises(ValueError, match=f"--out {tmp_path / 'none'} does not exist; start the run without"):
+        RunDir(tmp_path / "none", resume=True)
 
 
 def test_run_dir_writes_config_and_metrics_and_truncates_replayed_epochs(tmp_path):

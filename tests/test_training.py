@@ -219,7 +219,7 @@ def test_test_data_and_eval_set_do_not_depend_on_the_training_seed(tmp_path, mon
 
 
 @pytest.mark.parametrize("kw,message", [
-    ({"val_size": 0}, "val_size must be"),
+    ({"val_size": 0}, "--val-size 0: must be a positive integer"),
     ({"val_size": 5, "eval_root": "somewhere"}, "drop one of the two"),
     ({"val_size": 5, "dataset": "imagefolder"}, "root/val"),
 ])
