@@ -168,3 +168,18 @@ def test_tv_models_at_imagenet_resolution():
 def test_tv_adapter_refuses_pretrained_weights():
     with pytest.raises(ValueError, match="never downloads"):
         create_model("tv_resnet18", 10, weights="IMAGENET1K_V1")
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_torchvision_adapter_keeps_the_wrapped_models_mode(training):
+    import torchvision
+
+    from auxtrain.models import TorchvisionAdapter
+
+    model = torchvision.models.resnet18(num_classes=4).train(training)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    adapter = TorchvisionAdapter(model)
+    assert adapter.training is training
+    assert all(m.training is training for m in adapter.modules())
+    after = model.state_dict()  # the adapter reuses the modules: the dry run recorded no statistics
+    assert all(torch.equal(before[k], after[k]) for k in before)

@@ -78,18 +78,25 @@ class TorchvisionAdapter(Backbone):
         self.head = ClassifierHead(
             self.num_features, self.num_classes, pre_flatten=pre_flatten, hidden=hidden, fc=fc
         )
+        # The modules made here take the wrapped model's mode; the reused ones keep their own, so an
+        # eval-mode model stays in eval mode (its BatchNorm layers keep using running statistics).
+        reused = {id(m) for m in model.modules()}
+        for module in self.modules():
+            if id(module) not in reused:
+                module.training = model.training
 
     @torch.no_grad()
     def _probe(self, size: int) -> tuple[tuple[str, ...], tuple[int, ...], int]:
-        was_training = self.features.training
-        self.features.eval()
+        modes = [(m, m.training) for m in self.features.modules()]
+        self.features.eval()  # no batch statistics are recorded by the dry run
         x = torch.zeros(1, 3, size, size)
         last_at_stride: dict[int, tuple[str, int]] = {}
         for name, module in self.features.named_children():
             x = module(x)
             stride = size // x.shape[-1]
             last_at_stride[stride] = (f"features.{name}", x.shape[1])
-        self.features.train(was_training)
+        for module, mode in modes:
+            module.training = mode
         stages = [last_at_stride[s] for s in sorted(last_at_stride) if s >= 4]
         return tuple(n for n, _ in stages), tuple(c for _, c in stages), x.shape[1]
 
