@@ -177,17 +177,17 @@ def _open_run(cfg: TrainConfig) -> tuple[RunDir, dict[str, Any] | None]:
         return run, None
     ckpt = load_checkpoint(run.checkpoint_path)
     old = ckpt["config"]
-    if old.get("epochs", cfg.epochs) != cfg.epochs:
-        raise ValueError(
-            f"--resume cannot change --epochs: the run in {cfg.out} was started with --epochs "
-            f"{old['epochs']} (asked: {cfg.epochs}), and its LR milestones, cosine and stage-two start are "
-            f"computed from it. Resume without --epochs to finish the {old['epochs']}-epoch run, or train "
-            f"for {cfg.epochs} epochs in a new run (another --out)"
-        )
+    # Options that change what is trained (the schedule follows from --epochs too) are the run's own.
     changed = sorted(k for k, v in old.items() if k not in RESUMABLE_CHANGES and getattr(cfg, k, v) != v)
     if changed:
-        raise ValueError(f"--resume with changed options {', '.join(changed)}; the run was started with "
-                         + ", ".join(f"{k}={old[k]!r}" for k in changed))
+        flags = [f"--{k.replace('_', '-')}" for k in changed]
+        raise ValueError(
+            f"--resume cannot change {', '.join(flags)}: the run in {cfg.out} was started with "
+            + ", ".join(f"{flag} {old[k]} (asked: {getattr(cfg, k)})"
+                        for flag, k in zip(flags, changed, strict=True))
+            + f". Resume without {', '.join(flags)} to finish that run, or train with them in a new run "
+            "(another --out)"
+        )
     return run, ckpt
 
 
