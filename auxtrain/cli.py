@@ -7,7 +7,9 @@ function that turns the parsed flags into one library call and returns an exit c
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 EPILOG_FIT = """example:
@@ -256,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     from auxtrain import __version__
 
     parser.add_argument("--version", action="version", version=f"auxtrain {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"print the Python traceback of an error too (or set {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_fit(sub)
     _add_eval(sub)
@@ -272,8 +276,6 @@ EXIT_BROKEN_PIPE = 141
 
 def _silence_stdout() -> None:
     """Point stdout at /dev/null, so that flushing it at exit raises no second BrokenPipeError."""
-    import os
-
     try:
         fd = sys.stdout.fileno()
     except (AttributeError, OSError, ValueError):  # not a real file (a test's capture): nothing to flush
@@ -313,20 +315,54 @@ def _main(parser: argparse.ArgumentParser, argv: Sequence[str] | None, command: 
         parser.print_help()
         return 0
     command.append(args.run)
+    debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         return int(args.run(args) or 0)
-    except UserError as exc:
-        print(f"auxtrain: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("auxtrain: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        raise  # main() decides: quiet for the listings, 141 otherwise
+    except Exception as exc:  # the error boundary: one line for expected failures, a traceback for bugs
+        message = _expected_failure(exc)
+        if message is None:
+            traceback.print_exc()
+            print(f"auxtrain: internal error ({type(exc).__name__}): this is a bug in auxtrain; please "
+                  "report it with the traceback above", file=sys.stderr)
+            return 1
+        if debug:  # the error a UserError was raised from, when there is one
+            cause = (exc.__cause__ or exc.__context__) if isinstance(exc, UserError) else None
+            traceback.print_exception(cause or exc)
+        print(f"auxtrain: error: {message}", file=sys.stderr)
+        return 2
+
+
+# Set to 1 for the traceback of every error (as the top-level --debug flag does).
+DEBUG_ENV = "AUXTRAIN_DEBUG"
+
+
+def _expected_failure(exc: BaseException) -> str | None:
+    """The one-line message of an expected failure (bad input, file, disk or environment), None for a bug.
+
+    Readers raise :mod:`auxtrain.errors` types that name the file; any other OSError (a read-only or
+    full disk, a path under a file, an unreadable file) is described from its errno and file name.
+    """
+    from auxtrain.errors import AuxtrainError, clean_worker_message, describe_os_error
+
+    if isinstance(exc, (UserError, AuxtrainError)):
+        return clean_worker_message(str(exc))
+    if isinstance(exc, OSError):
+        if exc.filename:
+            return describe_os_error(exc)
+        return clean_worker_message(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":  # torch's CUDA OOM
+        return ("out of memory; pass a smaller --batch-size (or fewer --workers), or use a machine with more "
+                "memory")
+    return None
 
 
 def main_exit() -> None:
     """Console-script entry point (also ``python -m auxtrain``)."""
-    import os
-
     # Machine tuning of the command-line process, set before torch is imported (later it would do
     # nothing); a value set by the user wins. OpenMP's default busy-waiting makes every
     # multi-threaded CPU op spin against any other load on the machine; passive waiting costs

@@ -13,7 +13,9 @@ Every file is written to a temporary name and moved into place with ``os.replace
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import io
 import os
 import platform
@@ -24,28 +26,69 @@ from typing import Any
 
 import yaml
 
+from auxtrain.errors import RunDirError, WriteError, describe_os_error, free_bytes, is_disk_full
 from auxtrain.losses import LOSS_TERMS
+from auxtrain.run_lock import LOCK_NAME, RunLock
 
-__all__ = ["RunDir", "atomic_write_bytes", "atomic_write_text", "environment_info", "METRIC_COLUMNS"]
+__all__ = ["RunDir", "RunLock", "atomic_write_bytes", "atomic_write_text", "environment_info",
+           "METRIC_COLUMNS"]
 
 # Columns of metrics.csv, in order; loss terms a run does not use are left empty.
 METRIC_COLUMNS = ("epoch", "lr", "stage", "loss", *LOSS_TERMS, "train_acc", "test_acc", "seconds")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace``.
+
+    On any failure the temporary file is removed and ``path`` is left as it was; an OSError becomes
+    a :class:`~auxtrain.errors.WriteError` naming ``path`` (on a full disk: the space it needs).
+    A disk without room for ``data`` is refused before anything is written.
+    """
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    free = free_bytes(path.parent)
+    if free is not None and len(data) > free:
+        raise WriteError(f"cannot write {path}: the disk is full (it needs {_size(len(data))}, "
+                         f"{_size(free)} free); free some space or pass a path on another disk, then "
+                         "run the command again", errno.ENOSPC, str(path))
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:  # also Ctrl-C: never leave FILE.tmp behind
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+            raise _write_error(path, exc, len(data)) from exc
+        raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _size(n: int) -> str:
+    """``n`` bytes for a message: 1.2 MB, 340 kB, 12 bytes."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _write_error(path: Path, exc: OSError, size: int) -> WriteError:
+    """``exc`` (raised writing ``size`` bytes to ``path``) as a WriteError that names the file and the fix."""
+    if is_disk_full(exc):
+        free = free_bytes(path.parent)
+        message = (f"cannot write {path}: the disk is full (it needs {_size(size)}"
+                   + (f", {_size(free)} free" if free is not None else "")
+                   + "); nothing half-written was left. Free some space or pass a path on another disk, "
+                   "then run the command again")
+    else:
+        message = describe_os_error(exc, "cannot write")
+    return WriteError(message, exc.errno, exc.filename or str(path))
 
 
 def _git_commit() -> str | None:
@@ -85,9 +128,12 @@ class RunDir:
     """A run directory.
 
     ``RunDir(path)`` refuses a directory that exists and is not empty, unless ``resume`` (continue
-    the run in it; it must hold ``checkpoint_last.pt``) or ``overwrite`` (delete the previous run's
-    files first). Nothing is written until ``prepare()`` is called, so a run that fails its checks
-    leaves the directory untouched.
+    the run in it; it must hold ``checkpoint_last.pt``) or ``overwrite`` (replace the previous run
+    in it: only a folder recognised as an auxtrain run by its own files, and only its files are
+    removed). It refuses the current folder, and a folder another process is writing a run in.
+    Nothing is written until ``prepare()`` is called, so a run that fails its checks leaves the
+    directory untouched; ``prepare()`` takes the directory's lock (:class:`~auxtrain.run_lock.RunLock`)
+    for the run's life, until ``release()``.
     """
 
     CONFIG = "config.yaml"
@@ -96,25 +142,50 @@ class RunDir:
     MODEL = "model_plain.pt"
     REPORT_FILES = ("report.csv", "report.md", "report.png", "errors.csv", "accuracy.csv",
                     "unaggregated_results.csv", "summary.json")
+    # The generated -C set a run's evaluation caches (auxtrain.evaluation.CACHE_DIR) and its files.
+    EVAL_CACHE = "corrupted_test"
+    EVAL_CACHE_FILES = ("*.npy", "*.json", "*.tmp")
 
     def __init__(self, path: str | os.PathLike, *, resume: bool = False, overwrite: bool = False):
         if resume and overwrite:
             raise ValueError("resume and overwrite exclude each other: pass --resume or --overwrite, "
                              "not both")
+        if str(path).strip() in ("", ".") or Path(path).resolve() == Path.cwd().resolve():
+            raise RunDirError(f"--out {str(path)!r} is the current folder; a run needs a folder of its own, "
+                              "e.g. --out runs/NAME")
         self.path = Path(path)
         self.resume = resume
         self.overwrite = overwrite
+        self._lock = RunLock(self.path)
         if self.path.exists() and not self.path.is_dir():
-            raise ValueError(f"--out {self.path} is a file; pass a directory path")
+            raise RunDirError(f"--out {self.path} is a file; pass a directory path")
+        if self.path.is_dir() and self._lock.holder() is not None:
+            self._lock.acquire()  # raises RunLockedError naming the process (waits a moment first)
+            self._lock.release()  # it ended just now: the directory is free again
         if resume and not self.checkpoint_path.is_file():
-            raise ValueError(self._no_checkpoint_message())
-        nonempty = self.path.is_dir() and any(self.path.iterdir())
-        if nonempty and not (resume or overwrite):
-            raise ValueError(self._occupied_message())
+            raise RunDirError(self._no_checkpoint_message())
+        nonempty = self.path.is_dir() and any(p.name != LOCK_NAME for p in self.path.iterdir())
+        if nonempty and not (resume or (overwrite and self._is_run())):
+            raise RunDirError(self._occupied_message())
 
     def _started_run(self) -> bool:
-        """Whether a run started here: its config.yaml (written first) or metrics.csv exists."""
-        return any((self.path / n).is_file() for n in (self.CONFIG, self.METRICS))
+        """Whether a run started here: its config.yaml (written first) or metrics.csv, by their content."""
+        try:
+            if self.config_path.is_file():
+                with open(self.config_path, encoding="utf-8") as f:
+                    doc = yaml.safe_load(f)
+                if isinstance(doc, dict) and isinstance(doc.get("config"), dict):
+                    return True
+            if self.metrics_path.is_file():
+                with open(self.metrics_path, encoding="utf-8") as f:
+                    return f.readline().strip() == ",".join(METRIC_COLUMNS)
+        except (OSError, ValueError, yaml.YAMLError):  # unreadable: not recognisably ours
+            return False
+        return False
+
+    def _is_run(self) -> bool:
+        """Whether the folder holds an auxtrain run (so that --overwrite may replace it)."""
+        return self.checkpoint_path.is_file() or self._started_run()
 
     def _no_checkpoint_message(self) -> str:
         """Why ``--resume`` cannot work here, and the command that can."""
@@ -124,7 +195,7 @@ class RunDir:
             return (f"cannot resume: the run in {self.path} stopped before its first checkpoint "
                     f"({self.CHECKPOINT} does not exist), so there is nothing to continue; start it again "
                     "with the same options and --overwrite instead of --resume")
-        if any(self.path.iterdir()):
+        if any(p.name != LOCK_NAME for p in self.path.iterdir()):
             return (f"cannot resume: --out {self.path} holds no auxtrain run; pass the --out of the run "
                     "to continue")
         return f"cannot resume: --out {self.path} is empty; start the run without --resume"
@@ -138,8 +209,9 @@ class RunDir:
             return (f"--out {self.path} holds a run that stopped before its first checkpoint (no "
                     f"{self.CHECKPOINT}: nothing to resume); pass --overwrite to start it again, or "
                     "another --out")
-        return (f"--out {self.path} already exists and holds files that are not an auxtrain run; pass "
-                "another --out, or --overwrite to write the run next to them")
+        return (f"--out {self.path} already exists and holds files that are not an auxtrain run (--overwrite "
+                "replaces only a previous run, never other files); pass another --out (a new or empty "
+                "folder)")
 
     @property
     def config_path(self) -> Path:
@@ -158,18 +230,41 @@ class RunDir:
         return self.path / self.MODEL
 
     def prepare(self, completed_epochs: int | None = None) -> None:
-        """Create the directory; with ``overwrite`` remove the known run files first.
+        """Create the directory and take its lock; with ``overwrite`` remove the previous run's files.
 
-        On resume, rows of metrics.csv after the checkpoint's ``completed_epochs`` are dropped,
-        since those epochs will be run again.
+        Call it when training really starts (every option and input checked): only then is the
+        old run replaced. On resume, rows of metrics.csv after the checkpoint's ``completed_epochs``
+        are dropped, since those epochs will be run again.
         """
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WriteError(describe_os_error(exc, "cannot create --out"), exc.errno, exc.filename) from exc
+        self._lock.acquire()
         if self.overwrite and not self.resume:
-            for name in (self.CONFIG, self.METRICS, self.CHECKPOINT, self.MODEL, *self.REPORT_FILES):
-                (self.path / name).unlink(missing_ok=True)
+            self._remove_previous_run()
         if self.resume and completed_epochs is not None and self.metrics_path.is_file():
             rows = [r for r in self.read_metrics() if int(r["epoch"]) <= completed_epochs]
             self._write_metrics(rows)
+
+    def release(self) -> None:
+        """Give up the directory's lock (taken by ``prepare``); safe to call more than once."""
+        self._lock.release()
+
+    def _remove_previous_run(self) -> None:
+        """Delete the files an auxtrain run writes (and their .tmp leftovers), nothing else."""
+        names = (self.CONFIG, self.METRICS, self.CHECKPOINT, self.MODEL, *self.REPORT_FILES)
+        for name in names:
+            for victim in (self.path / name, self.path / f"{name}.tmp"):
+                victim.unlink(missing_ok=True)
+        cache = self.path / self.EVAL_CACHE
+        if cache.is_dir():
+            for pattern in self.EVAL_CACHE_FILES:
+                for victim in cache.glob(pattern):
+                    if victim.is_file():
+                        victim.unlink()
+            with contextlib.suppress(OSError):  # left in place if it holds other files
+                cache.rmdir()
 
     def write_config(self, config: dict[str, Any], **extra: Any) -> None:
         """Write config.yaml: the resolved ``config``, ``extra`` entries and the environment."""
@@ -177,10 +272,21 @@ class RunDir:
         atomic_write_text(self.config_path, yaml.safe_dump(doc, sort_keys=False))
 
     def read_config(self) -> dict[str, Any]:
-        """The ``config`` mapping of config.yaml."""
-        with open(self.config_path, encoding="utf-8") as f:
-            doc = yaml.safe_load(f) or {}
-        return dict(doc.get("config", {}))
+        """The ``config`` mapping of config.yaml; RunDirError naming the file if it is damaged."""
+        fix = (f"restore it from a backup, or start the run again with --overwrite --out {self.path}")
+        try:
+            with open(self.config_path, encoding="utf-8") as f:
+                doc = yaml.safe_load(f) or {}
+        except yaml.YAMLError as exc:
+            raise RunDirError(f"{self.config_path} is not valid YAML ({' '.join(str(exc).split())}); "
+                              f"{fix}") from None
+        except UnicodeDecodeError:
+            raise RunDirError(f"{self.config_path} is not a UTF-8 text file; {fix}") from None
+        config = doc.get("config", {}) if isinstance(doc, dict) else None
+        if not isinstance(config, dict):
+            raise RunDirError(f"{self.config_path} is not an auxtrain run config (it needs a 'config:' "
+                              f"mapping of options); {fix}")
+        return dict(config)
 
     def read_metrics(self) -> list[dict[str, str]]:
         """Rows of metrics.csv as dicts of strings (empty list if the file does not exist)."""

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 import corruptions
 from auxtrain import distributed as D
 from auxtrain._stop import StopFlag
-from auxtrain.checkpoint import load_checkpoint, save_checkpoint
+from auxtrain.checkpoint import load_checkpoint, restoring, save_checkpoint
 from auxtrain.losses import LOSS_TERMS
 from auxtrain.run_dir import RunDir
 from auxtrain.schedule import TrainingSchedule
@@ -68,6 +68,7 @@ def fit(config: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | Non
     t_start = time.time()
     cfg = config.resolved()
     ctx, device = D.init_distributed(cfg.device)
+    run = None
     try:
         cfg.out = D.broadcast_object(cfg.out, ctx)  # a default name carries rank 0's timestamp
         if cfg.amp == "fp16" and device.type != "cuda":
@@ -84,7 +85,8 @@ def fit(config: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | Non
         job = _build(cfg, ctx, device, spec, num_branches=len(branches) if cfg.mode == "auxiliary" else 0)
         start_epoch, start_step, sums, gen_state = 0, 0, None, None
         if ckpt is not None:
-            job.load_state(ckpt)
+            with restoring(Path(cfg.out) / RunDir.CHECKPOINT):
+                job.load_state(ckpt)
             start_epoch, start_step, sums = ckpt["epoch"], ckpt["step"], ckpt.get("sums")
             gen_state = ckpt["rng"].get("generator")
         if ctx.is_main:
@@ -140,6 +142,8 @@ def fit(config: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | Non
             result = _finish(cfg, run, job, branches, test_ds, test_loader, result)
         D.barrier(ctx)
     finally:
+        if run is not None and ctx.is_main:
+            run.release()  # the run directory's lock, taken by run.prepare()
         D.shutdown(ctx)
     result.seconds = time.time() - t_start
     return result

@@ -10,12 +10,13 @@ from auxtrain.run_dir import RunDir
 
 def test_run_dir_refuses_a_non_empty_directory(tmp_path):
     (tmp_path / "something.txt").write_text("x")
-    with pytest.raises(ValueError, match="not an auxtrain run; pass another --out, or --overwrite") as exc:
+    with pytest.raises(ValueError, match="not an auxtrain run .*; pass another --out") as exc:
         RunDir(tmp_path)
     assert "--resume" not in str(exc.value)  # there is nothing to resume
     with pytest.raises(ValueError, match="cannot resume: .* holds no auxtrain run"):
         RunDir(tmp_path, resume=True)
-    RunDir(tmp_path, overwrite=True)  # allowed
+    with pytest.raises(ValueError, match="--overwrite replaces only a previous run"):
+        RunDir(tmp_path, overwrite=True)  # not a run: nothing of it may be deleted
     RunDir(tmp_path / "new")  # a missing directory is fine and not created yet
     assert not (tmp_path / "new").exists()
 
@@ -53,6 +54,7 @@ def test_run_dir_writes_config_and_metrics_and_truncates_replayed_epochs(tmp_pat
     with pytest.raises(ValueError, match="unknown metrics columns"):
         run.append_metrics({"epoch": 4, "bogus": 1})
     torch.save({}, run.checkpoint_path)
+    run.release()  # the run ended (fit releases its lock on the way out)
     resumed = RunDir(tmp_path / "run", resume=True)
     resumed.prepare(completed_epochs=2)  # the checkpoint is after epoch 2: epoch 3 will run again
     assert [r["epoch"] for r in resumed.read_metrics()] == ["1", "2"]

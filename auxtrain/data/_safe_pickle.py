@@ -25,6 +25,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from auxtrain.errors import DataError
+
 try:  # numpy >= 2
     from numpy._core.numeric import _frombuffer
 except ImportError:  # numpy 1.x
@@ -53,8 +55,11 @@ _ALLOWED: dict[tuple[str, str], Any] = {
 }
 
 
-class UnsafePickleError(pickle.UnpicklingError):
-    """Raised when a pickle asks for a global outside the allow-list."""
+class UnsafePickleError(pickle.UnpicklingError, DataError):
+    """Raised when a pickle asks for a global outside the allow-list (or holds object arrays).
+
+    Also a :class:`~auxtrain.errors.DataError`: the command line reports it as a bad input file.
+    """
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -73,13 +78,16 @@ class RestrictedUnpickler(pickle.Unpickler):
 def safe_load(file: str | os.PathLike | BinaryIO | bytes, *, encoding: str = "latin1") -> Any:
     """Loads a pickle with :class:`RestrictedUnpickler`.
 
-    ``file`` is a path, an open binary file or the pickled bytes. ``encoding="latin1"`` reads
-    Python 2 strings as ``str`` (keys like ``"data"``), as torchvision's CIFAR reader does, and is
-    the encoding numpy documents for Python 2 array pickles.
+    ``file`` is a path (named in an UnsafePickleError), an open binary file or the pickled bytes.
+    ``encoding="latin1"`` reads Python 2 strings as ``str`` (keys like ``"data"``), as torchvision's
+    CIFAR reader does, and is the encoding numpy documents for Python 2 array pickles.
     """
     if isinstance(file, (bytes, bytearray)):
         return RestrictedUnpickler(io.BytesIO(file), encoding=encoding).load()
     if isinstance(file, (str, os.PathLike)):
         with open(file, "rb") as f:
-            return RestrictedUnpickler(f, encoding=encoding).load()
+            try:
+                return RestrictedUnpickler(f, encoding=encoding).load()
+            except UnsafePickleError as exc:  # name the file: the caller may read many
+                raise UnsafePickleError(f"{os.fspath(file)}: {exc}") from None
     return RestrictedUnpickler(file, encoding=encoding).load()

@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from auxtrain.errors import DataError, DownloadError
+
 from ._base import ArrayDataset, DatasetNotFoundError
-from ._safe_pickle import safe_load
+from ._safe_pickle import UnsafePickleError, safe_load
 
 
 class CIFAR10(ArrayDataset):
@@ -89,7 +91,7 @@ class CIFAR10(ArrayDataset):
         try:
             download_and_extract_archive(cls.url, str(root), filename=cls.filename, md5=cls.tgz_md5)
         except Exception as e:  # URLError, HTTPError, socket errors, md5 mismatch...
-            raise RuntimeError(
+            raise DownloadError(
                 f"could not download {cls.url} into {root} ({type(e).__name__}: {e}). Without network, "
                 f"download {cls.filename} elsewhere and extract it so that {Path(root) / cls.base_folder} "
                 f"holds {', '.join(cls._all_files())}"
@@ -119,22 +121,34 @@ class CIFAR10(ArrayDataset):
             )
 
     # -- parsing ---------------------------------------------------------------------------------
+    def _replace_fix(self) -> str:
+        return (f"replace it with the file from the official archive (extract {self.filename} from "
+                f"{self.url} into {self.root}), or delete {self.root / self.base_folder} and pass --download")
+
     def _load_classes(self) -> tuple[str, ...]:
         path = self.root / self.base_folder / self.meta["filename"]
         meta = self._load_dict(path)
         names = meta.get(self.meta["key"])
         if not isinstance(names, list) or len(names) != self.num_classes:
-            raise ValueError(
+            raise DataError(
                 f"{path}: expected key {self.meta['key']!r} with {self.num_classes} class names, "
                 f"got {type(names).__name__} of length {len(names) if hasattr(names, '__len__') else '?'}"
             )
         return tuple(n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names)
 
-    @staticmethod
-    def _load_dict(path: Path) -> dict:
-        obj = safe_load(path, encoding="latin1")
+    def _load_dict(self, path: Path) -> dict:
+        try:
+            obj = safe_load(path, encoding="latin1")
+        except UnsafePickleError as exc:
+            raise UnsafePickleError(f"{exc}. Nothing in it was run; {self._replace_fix()}") from None
+        except OSError:  # unreadable (permissions, I/O error): the CLI names the file and the reason
+            raise
+        except Exception as exc:  # truncated, zero bytes, random bytes: pickle raises many types
+            raise DataError(f"{path} is not a readable {type(self).__name__} batch file (truncated or "
+                            f"corrupt: {type(exc).__name__}: {exc}); {self._replace_fix()}") from None
         if not isinstance(obj, dict):
-            raise ValueError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
+            raise DataError(f"{path}: expected a pickled dict, got {type(obj).__name__}; "
+                            f"{self._replace_fix()}")
         # Files written with bytes keys (rather than Python 2 str) load as bytes: normalise.
         return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
@@ -142,22 +156,22 @@ class CIFAR10(ArrayDataset):
         entry = self._load_dict(path)
         for key in ("data", self.label_key):
             if key not in entry:
-                raise ValueError(f"{path}: key {key!r} missing (keys: {sorted(map(str, entry))})")
+                raise DataError(f"{path}: key {key!r} missing (keys: {sorted(map(str, entry))})")
         data, labels = entry["data"], entry[self.label_key]
         if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
                 and data.shape[1] == 3072):
-            raise ValueError(
+            raise DataError(
                 f"{path}: 'data' must be a uint8 array of shape (N, 3072), got "
                 f"{getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}"
             )
         labels = np.asarray(labels)
         if labels.shape != (data.shape[0],) or labels.dtype.kind not in "iu":
-            raise ValueError(
+            raise DataError(
                 f"{path}: {self.label_key!r} must be {data.shape[0]} integers, got {labels.dtype} "
                 f"{labels.shape}"
             )
         if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
-            raise ValueError(f"{path}: labels outside 0..{self.num_classes - 1}")
+            raise DataError(f"{path}: labels outside 0..{self.num_classes - 1}")
         return data, labels.astype(np.int64)
 
 

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
+from auxtrain.errors import DataError
 from auxtrain.seeding import mix_seed, seeded_generator
 
 from ._base import DatasetNotFoundError
@@ -63,13 +64,41 @@ def find_images(directory: str | os.PathLike, classes: tuple[str, ...]) -> list[
 def load_image(path: str | os.PathLike) -> torch.Tensor:
     """Decodes an image file to a uint8 RGB tensor (3, H, W) with Pillow.
 
-    (torchvision.io decoding is deprecated from torchvision 0.29 on, so Pillow is used.)
+    16-bit images (PNG and TIFF grayscale, Pillow's modes ``I;16*`` and ``I``) are scaled to 8 bit
+    (``value / 257``), not clipped; 32-bit float images are refused. A file that cannot be decoded
+    (not an image, truncated, larger than Pillow's decompression-bomb limit) raises DataError
+    naming it. (torchvision.io decoding is deprecated from torchvision 0.29 on, so Pillow is used.)
     """
     from PIL import Image
 
-    with Image.open(path) as im:
-        array = np.array(im.convert("RGB"), dtype=np.uint8)
+    try:
+        with Image.open(path) as im:
+            if im.mode.startswith("I;16") or im.mode == "I":
+                array = _sixteen_to_eight_bit(np.asarray(im), path)
+                array = np.repeat(array[..., None], 3, axis=-1)
+            elif im.mode == "F":
+                raise DataError(f"image file {path} holds 32-bit floating-point pixels, which auxtrain does "
+                                "not read; convert it to an 8- or 16-bit PNG or JPEG")
+            else:
+                array = np.array(im.convert("RGB"), dtype=np.uint8)
+    except DataError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"image file {path} is too large to decode safely ({exc}); shrink it or remove it "
+                        "from the folder") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:  # unidentified, truncated, corrupt
+        raise DataError(f"cannot decode image file {path} ({type(exc).__name__}: {exc}); replace it with a "
+                        "valid image or remove it from the folder") from None
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def _sixteen_to_eight_bit(array: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """A 16-bit grayscale image as uint8 (0..65535 -> 0..255, rounded)."""
+    array = array.astype(np.int64)
+    if array.size and (array.min() < 0 or array.max() > 65535):
+        raise DataError(f"image file {path} holds 32-bit integer pixels, which auxtrain does not read; "
+                        "convert it to an 8- or 16-bit PNG")
+    return ((array * 255 + 32767) // 65535).astype(np.uint8)
 
 
 def _sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
