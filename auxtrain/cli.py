@@ -292,6 +292,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     without a traceback: with exit code 0 for help and the listings (the reader took what it
     wanted), with 141 (``EXIT_BROKEN_PIPE``) and a one-line note on stderr for the other commands,
     which did not finish (a ``fit`` keeps its last epoch checkpoint, for ``--resume``).
+
+    Every command runs inside one error boundary: an expected failure (an :mod:`auxtrain.errors`
+    type, which names the file or flag, or any OSError: a full, read-only or missing disk or file)
+    prints ``auxtrain: error: <message>`` and returns 2; anything else is a bug and keeps its
+    traceback (exit code 1). ``--debug`` or ``AUXTRAIN_DEBUG=1`` prints the traceback of every error.
     """
     parser = build_parser()
     command: list = []  # the parsed command's run function: a broken pipe's exit code depends on it

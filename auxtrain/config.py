@@ -56,6 +56,9 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
                 data = tomllib.load(f)
         else:
             raise ValueError(f"config file {path} must end in .yaml, .yml or .toml, got {suffix!r}")
+    except UnicodeDecodeError:
+        raise ValueError(f"config file {path} is not a UTF-8 text file; pass a YAML or TOML file to "
+                         "-c/--config") from None
     except ValueError:
         raise
     except Exception as exc:  # yaml.YAMLError, tomllib.TOMLDecodeError

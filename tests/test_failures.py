@@ -168,6 +168,13 @@ def test_an_undecodable_image_mid_epoch_is_named(tmp_path, capsys, name, make, w
     assert "Original Traceback" not in err and "\n" not in err.strip()
 
 
+def test_a_binary_config_file_is_named(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_bytes(b"\xff\xfe\x00binary")
+    code, _, err = _cli(["fit", "-c", config, *TINY, "--out", tmp_path / "run"], capsys)
+    _clean_error(code, err, f"config file {config} is not a UTF-8 text file")
+
+
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory) -> Path:
     """A finished one-epoch shapes run (checkpoint, config, model); copy it before changing it."""
