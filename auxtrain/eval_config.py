@@ -66,8 +66,9 @@ class EvalConfig:
     corruptions: str | None = _opt(None, "names or families, comma-separated, or all/common/extra "
                                          "(default: every file found)", _EVAL, "SUBSET")
     severities: str | None = _opt(None, "e.g. 1-5, 3 or 1,3,5 (default: all)", _EVAL, "S")
-    baseline: str | None = _opt(None, "another model's report folder or errors.csv: adds normalised and "
-                                      "relative mCE", _EVAL, "DIR_OR_CSV")
+    baseline: str | None = _opt(None, "another model's report folder or errors.csv, or 'alexnet' (the "
+                                      "published ImageNet-C AlexNet errors: the official mCE): adds "
+                                      "normalised and relative mCE", _EVAL, "DIR_OR_CSV")
     batch_size: int = _opt(256, "images per batch", _EVAL, "N")
     workers: int = _opt(0, "DataLoader worker processes decoding an image-folder -C set (0: in the main "
                            "process; a CIFAR-C .npy set is always read in the main process)", _EVAL, "N")

@@ -30,7 +30,8 @@ from corruptions import canonical_order, family_of, get_corruption_names
 
 __all__ = ["Cells", "check_errors", "cells", "clean_error", "family", "benchmark_mean", "benchmark_cells",
            "complete_mce", "robustbench_fields", "extra_mean", "mean_all", "family_means", "severity_means",
-           "is_complete", "missing", "normalized_ce", "relative_ce", "seen_means", "mce"]
+           "is_complete", "missing", "normalized_ce", "relative_ce", "baseline_means",
+           "normalized_ce_of_means", "relative_ce_of_means", "seen_means", "mce"]
 
 Cells = dict[tuple[str, int], float]
 CLEAN = "clean"  # corruption name of the clean test set's row (severity 0)
@@ -177,6 +178,51 @@ def relative_ce(values: Cells, clean: float, base: Cells, base_clean: float) -> 
     return out
 
 
+def baseline_means(baseline: pd.DataFrame) -> tuple[dict[str, float], float]:
+    """``({corruption: mean error over severities 1-5}, clean error)`` of a per-corruption baseline.
+
+    A baseline table without a severity column holds one error per corruption, the mean over
+    severities 1-5 (how ImageNet-C's AlexNet errors are published, :mod:`auxtrain.baselines`), and
+    optionally the ("clean") row.
+    """
+    if not isinstance(baseline, pd.DataFrame) or not {"corruption", "error"} <= set(baseline.columns):
+        raise ValueError("a per-corruption baseline must be a DataFrame with columns corruption, error")
+    if baseline["corruption"].duplicated().any():
+        raise ValueError("a per-corruption baseline has one row per corruption; it has duplicates")
+    means = {str(c): float(e) for c, e in zip(baseline["corruption"], baseline["error"], strict=True)}
+    return {c: e for c, e in means.items() if c != CLEAN}, means.get(CLEAN, math.nan)
+
+
+def _full_means(values: Cells) -> dict[str, float]:
+    """Corruption -> mean E(c, s) over severities 1-5, for the corruptions with all 5 present."""
+    names = canonical_order({c for c, _ in values})
+    return {c: _mean(values[c, s] for s in BENCHMARK_SEVERITIES) for c in names
+            if all((c, s) in values for s in BENCHMARK_SEVERITIES)}
+
+
+def normalized_ce_of_means(values: Cells, base_means: Mapping[str, float]) -> dict[str, float]:
+    """CE_c = 100 * mean_s E(c, s) / E_base(c) against per-corruption means (ImageNet-C's AlexNet).
+
+    Equal to :func:`normalized_ce` with per-severity baseline errors; defined only for the
+    corruptions with all 5 severities, since the baseline's number is a mean over the 5.
+    """
+    return {c: 100.0 * e / base_means[c] if base_means[c] > 0 else math.nan
+            for c, e in _full_means(values).items() if c in base_means}
+
+
+def relative_ce_of_means(values: Cells, clean: float, base_means: Mapping[str, float],
+                         base_clean: float) -> dict[str, float]:
+    """Relative CE_c = 100 * (mean_s E(c, s) - E_clean) / (E_base(c) - E_base_clean), per-corruption means."""
+    if math.isnan(clean) or math.isnan(base_clean):
+        return {}
+    out = {}
+    for c, e in _full_means(values).items():
+        if c in base_means:
+            denom = base_means[c] - base_clean
+            out[c] = 100.0 * (e - clean) / denom if denom != 0 else math.nan
+    return out
+
+
 def _benchmark_mean_of(per_corruption: Mapping[str, float]) -> float:
     common = set(get_corruption_names("common"))
     return _mean(v for c, v in per_corruption.items() if c in common)
@@ -204,7 +250,9 @@ def mce(errors: pd.DataFrame, baseline: pd.DataFrame | None = None,
     without rows). With ``baseline`` (another model's table): ``ce`` (corruption -> 100 * sum_s E /
     sum_s E_base), ``normalized_mce`` (mean CE over the benchmark corruptions), ``relative_ce`` and
     ``relative_mce`` (errors minus clean error, needs both clean rows), over the (corruption,
-    severity) pairs both tables hold. With ``seen`` (the corruptions trained on): ``seen`` (those
+    severity) pairs both tables hold; a baseline without a severity column holds per-corruption
+    means (:func:`baseline_means`: ImageNet-C's AlexNet), and then a corruption counts only with all
+    5 severities present. With ``seen`` (the corruptions trained on): ``seen`` (those
     present), ``seen_mean`` and ``unseen_mean``.
     """
     errors = check_errors(errors, "errors")
@@ -222,7 +270,14 @@ def mce(errors: pd.DataFrame, baseline: pd.DataFrame | None = None,
         "complete": is_complete(values),
         "missing": missing(values),
     }
-    if baseline is not None:
+    per_corruption = isinstance(baseline, pd.DataFrame) and "severity" not in baseline.columns
+    if per_corruption:  # per-corruption means (ImageNet-C's AlexNet)
+        base_means, base_clean = baseline_means(baseline)
+        out["ce"] = normalized_ce_of_means(values, base_means)
+        out["normalized_mce"] = _benchmark_mean_of(out["ce"])
+        out["relative_ce"] = relative_ce_of_means(values, clean, base_means, base_clean)
+        out["relative_mce"] = _benchmark_mean_of(out["relative_ce"])
+    elif baseline is not None:
         baseline = check_errors(baseline, "baseline")
         base = cells(baseline)
         out["ce"] = normalized_ce(values, base)

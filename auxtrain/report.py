@@ -10,8 +10,10 @@ Files written by :func:`write_report` into ``out_dir``:
 * ``report.csv``: wide table, corruption x severity errors with family, mean and seen columns;
 * ``summary.json``: the numbers of :func:`auxtrain.metrics.mce` (NaN written as null);
 * ``report.md``: summary table + corruption x severity table;
-* ``report.png``: error vs severity per corruption (and bars against the baseline), when
-  matplotlib is installed; without it, a report.png left by an earlier report is removed.
+* ``report.png``: a corruption x severity heatmap of error, families grouped and the seen
+  corruptions marked, clean error and mCE in the title, and bars of the per-corruption means
+  against the baseline when one is given (:mod:`auxtrain.report_plot`); should matplotlib be
+  missing, it is skipped with a warning and a report.png left by an earlier report is removed.
 
 Everything is rendered in memory first, so a failure leaves existing files untouched. The numbers
 come from :mod:`auxtrain.metrics`; this module only formats and writes them.
@@ -19,7 +21,6 @@ come from :mod:`auxtrain.metrics`; this module only formats and writes them.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -30,15 +31,21 @@ from typing import Any
 
 import pandas as pd
 
-from auxtrain import metrics
+from auxtrain import baselines, metrics
 from auxtrain.run_dir import atomic_write_bytes
 from corruptions import canonical_order, get_corruption_names
 
 
 def read_errors(source: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
-    """An error table from a DataFrame, a report directory (its errors.csv) or a long-format CSV file."""
+    """An error table from a DataFrame, a report directory (its errors.csv) or a long-format CSV file.
+
+    The name of a shipped baseline (``"alexnet"``, :mod:`auxtrain.baselines`) gives its published
+    per-corruption errors; a folder of that name is passed as ``./alexnet``.
+    """
     if isinstance(source, pd.DataFrame):
         return source
+    if baselines.is_baseline_name(source):
+        return baselines.load_baseline(source)
     path = Path(source)
     if path.is_dir():
         path = path / "errors.csv"
@@ -89,8 +96,9 @@ def summary_table(summary: dict[str, Any]) -> str:
     rows += [("mean of the 4 extra corruptions (not in the mCE)", summary.get("mean_extra")),
              ("mean of all corruptions", summary.get("mean_all"))]
     if "normalized_mce" in summary:
-        rows += [("normalised mCE vs baseline (%)", summary["normalized_mce"]),
-                 ("relative mCE vs baseline (%)", summary.get("relative_mce"))]
+        against = "AlexNet (ImageNet-C's official)" if summary.get("baseline") == "alexnet" else "baseline"
+        rows += [(f"normalised mCE vs {against} (%)", summary["normalized_mce"]),
+                 (f"relative mCE vs {against} (%)", summary.get("relative_mce"))]
     if "seen_mean" in summary:
         rows += [(f"seen corruptions mean ({', '.join(summary['seen']) or 'none present'})",
                   summary["seen_mean"]), ("unseen corruptions mean", summary["unseen_mean"])]
@@ -153,46 +161,18 @@ def _markdown(title: str, summary: dict[str, Any], wide: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plot(errors: pd.DataFrame, baseline: pd.DataFrame | None, title: str) -> bytes | None:
+def _plot(errors: pd.DataFrame, summary: dict[str, Any], baseline: pd.DataFrame | None, title: str,
+          seen: Sequence[str] | None) -> bytes | None:
+    """report.png (:mod:`auxtrain.report_plot`), or None with a warning when matplotlib is missing."""
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        import matplotlib.backends.backend_agg  # noqa: F401 (a dependency; checked, not assumed)
     except ImportError:
         warnings.warn("matplotlib is not installed: report.png is skipped (pip install matplotlib)",
                       stacklevel=3)
         return None
-    rows = errors[errors["corruption"] != metrics.CLEAN]
-    names = canonical_order(set(rows["corruption"]))
-    fig = Figure(figsize=(13 if baseline is not None else 8, 5.5))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 2 if baseline is not None else 1, 1)
-    from matplotlib import colormaps
+    from auxtrain import report_plot
 
-    cmap = colormaps["tab20"]
-    for i, name in enumerate(names):
-        part = rows[rows["corruption"] == name].sort_values("severity")
-        ax.plot(part["severity"], part["error"], marker="o", color=cmap(i % 20), label=name,
-                linestyle="-" if i < 20 else "--")
-    clean = errors.loc[errors["corruption"] == "clean", "error"]
-    if len(clean):
-        ax.axhline(float(clean.iloc[0]), color="black", linestyle=":", label="clean")
-    ax.set(xlabel="severity", ylabel="top-1 error (%)", title=title, xticks=sorted(set(rows["severity"])))
-    ax.legend(fontsize=7, ncol=2)
-    if baseline is not None:
-        bx = fig.add_subplot(1, 2, 2)
-        base_rows = baseline[baseline["corruption"] != "clean"]
-        ours = [rows.loc[rows["corruption"] == n, "error"].mean() for n in names]
-        theirs = [base_rows.loc[base_rows["corruption"] == n, "error"].mean() for n in names]
-        y = range(len(names))
-        bx.barh([v + 0.2 for v in y], ours, height=0.4, label="model")
-        bx.barh([v - 0.2 for v in y], theirs, height=0.4, label="baseline")
-        bx.set(yticks=list(y), yticklabels=names, xlabel="mean error over severities (%)")
-        bx.invert_yaxis()
-        bx.legend()
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    return buffer.getvalue()
+    return report_plot.render(errors, summary, title=title, seen=seen, baseline=baseline)
 
 
 def _json_ready(value: Any) -> Any:
@@ -210,8 +190,11 @@ def build_summary(errors: pd.DataFrame, *, baseline: pd.DataFrame | str | os.Pat
     """The report's summary (what ``summary.json`` holds): ``title``, the numbers of
     :func:`auxtrain.metrics.mce` and ``missing_requested`` (requested names absent from the -C set)."""
     base = read_errors(baseline) if baseline is not None else None
-    return {"title": title, **metrics.mce(errors, baseline=base, seen=seen),
-            "missing_requested": list(errors.attrs.get("missing", []))}
+    summary = {"title": title, **metrics.mce(errors, baseline=base, seen=seen),
+               "missing_requested": list(errors.attrs.get("missing", []))}
+    if base is not None and base.attrs.get("baseline"):
+        summary["baseline"] = base.attrs["baseline"]
+    return summary
 
 
 def write_report(errors: pd.DataFrame, out_dir: str | os.PathLike, *,
@@ -235,7 +218,7 @@ def write_report(errors: pd.DataFrame, out_dir: str | os.PathLike, *,
         "summary.json": (json.dumps(_json_ready(summary), indent=2) + "\n").encode(),
         "report.md": _markdown(title, summary, wide).encode(),
     }
-    png = _plot(errors, base, title)
+    png = _plot(errors, summary, base, title, seen)
     if png is not None:
         files["report.png"] = png
     out = Path(out_dir)

@@ -40,7 +40,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 # epochs: the LR milestones, the cosine and the stage-two start are computed from it.
 RESUMABLE_CHANGES = {"device", "workers", "data_root", "download", "eval", "eval_size",
                      "eval_corruptions", "eval_severities", "eval_seed", "eval_root", "progress", "out",
-                     "resume", "overwrite", "compile"}
+                     "resume", "overwrite", "compile", "log_interval", "logger"}
 
 
 def _per_dataset(key: str, none: str = "all") -> str:
@@ -154,6 +154,12 @@ class TrainConfig:
     resume: bool = _run(False, "continue the run in --out from its last checkpoint, with its options")
     overwrite: bool = _run(False, "replace an existing run in --out")
     progress: bool = _run(True, "progress bar per epoch")
+    log_interval: int = _run(50, "print a step line (running loss and accuracy, images/s, lr, ETA) every N "
+                             "steps, flushed at once, unless a progress bar on a terminal shows them; 0: "
+                             "epoch lines only", metavar="N")
+    logger: Literal["none", "tensorboard"] = _run("none", "also write the step and epoch numbers as "
+                                                  "TensorBoard scalars into RUN_DIR/tensorboard (needs "
+                                                  "the tensorboard package)")
 
     eval: bool = _eval(True, "evaluate corruption errors and write the report (report.md, .csv, .png)")
     eval_root: str | None = _eval(None, "existing -C folder (NAME.npy + labels.npy)", metavar="DIR",
@@ -183,12 +189,21 @@ class TrainConfig:
                   ("batch_size", isinstance(cfg.batch_size, int) and cfg.batch_size >= 1, "positive"),
                   ("lr", _finite_positive(cfg.lr), "a positive finite number"),
                   ("workers", cfg.workers >= 0, "0 or more"),
+                  ("log_interval", _positive_int(cfg.log_interval) or (type(cfg.log_interval) is int
+                                                                       and cfg.log_interval == 0),
+                   "0 (off) or a positive number of steps"),
                   ("val_size", cfg.val_size is None or _positive_int(cfg.val_size),
                    "a positive integer, or unset for no validation split")]
         for name, ok, want in checks:
             if not ok:  # named as typed on the command line; a config file uses the same names
                 raise ValueError(f"{_flag(name)} {getattr(cfg, name)!r}: must be {want}")
         _check_sizes(cfg)
+        if cfg.logger == "tensorboard":
+            from auxtrain.run_log import tensorboard_available
+
+            if not tensorboard_available():
+                raise ValueError("--logger tensorboard needs the tensorboard package: pip install "
+                                 "tensorboard (or auxtrain[tensorboard]), or drop --logger")
         _check_stage_two_start(cfg)
         if cfg.val_size and cfg.dataset == "imagefolder":
             raise ValueError("--val-size holds out images of shapes or CIFAR; an imagefolder dataset "

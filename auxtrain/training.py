@@ -15,6 +15,7 @@ epoch exactly: on CPU, the final weights are bit-identical to an uninterrupted r
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from auxtrain._stop import StopFlag
 from auxtrain.checkpoint import load_checkpoint, restoring, save_checkpoint
 from auxtrain.losses import LOSS_TERMS
 from auxtrain.run_dir import RunDir
+from auxtrain.run_log import BestModel, RunLog
 from auxtrain.schedule import TrainingSchedule
 from auxtrain.seeding import mix_seed, seeded_generator
 from auxtrain.train_config import DATASET_DEFAULTS, RESUMABLE_CHANGES, TrainConfig
@@ -94,6 +96,9 @@ def fit(config: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | Non
             run.write_config(dataclasses.asdict(cfg), seed=cfg.seed, world_size=ctx.world_size,
                              branches=[list(b) for b in branches])
         D.barrier(ctx)
+        log = RunLog(run.path if ctx.is_main else None, interval=cfg.log_interval, logger=cfg.logger,
+                     progress=cfg.progress, epochs=cfg.epochs, resume=cfg.resume, enabled=ctx.is_main)
+        best = BestModel(run.path, resume=cfg.resume) if ctx.is_main else None
 
         test_loader = data.make_loader(test_ds, 256, shuffle=False, seed=cfg.seed, epoch=0,
                                        workers=cfg.workers, drop_last=False, pin_memory=device.type == "cuda")
@@ -109,7 +114,9 @@ def fit(config: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | Non
                 if gen_state is not None:  # resuming mid-epoch after Ctrl-C: continue the saved stream
                     gen.set_state(gen_state)
                 sums = sums or {"n": 0.0, "correct": 0.0, "loss": 0.0}
-                step = _train_epoch(job, loader, gen, sums, skip=start_step, epoch=epoch, schedule=schedule,
+                logged = log.steps(loader, sums, epoch, skip=start_step,
+                                   lr=functools.partial(schedule.lr, epoch))
+                step = _train_epoch(job, logged, gen, sums, skip=start_step, epoch=epoch, schedule=schedule,
                                     branches=branches, severities=severities, stop=stop)
                 start_step, gen_state = 0, None
                 if stop.requested:  # Ctrl-C: save where we are (resumable mid-epoch) and leave
@@ -128,12 +135,17 @@ def fit(config: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | Non
                     run.append_metrics(row)
                     _save(run, job, cfg, epoch + 1, 0, None, None)
                     metrics.append(row)
+                    log.epoch(row)
+                    if cfg.val_size:  # model_best.pt by validation accuracy
+                        best.update(test_acc, epoch + 1, lambda path, extra: _export(
+                            cfg, job, branches, path, job.net.strip(), extra["best_val_acc"], extra))
                     if on_epoch is not None:
                         on_epoch(row)
                 sums = None
                 D.barrier(ctx)
         finally:
             stop.restore()
+            log.close()
 
         # Export the plain model, then measure its robustness (rank 0 only).
         result = RunResult(run_dir=None, model_path=None, test_acc=test_acc, metrics=metrics,
@@ -352,22 +364,29 @@ def _accuracy(job: _Job, loader) -> float:
 
 def _finish(cfg: TrainConfig, run: RunDir, job: _Job, branches, test_ds, test_loader, result: RunResult):
     """Export the plain model and, if asked, write the robustness report into the run directory."""
-    from auxtrain.export import save_model
-
     if math.isnan(result.test_acc):  # resumed after the last epoch: measure again
         result.test_acc = _accuracy(job, test_loader)
     seen = [name for branch in branches for name in branch]  # parse_branches keeps names unique
-    spec = job.spec
-    meta = {"dataset": cfg.dataset, "image_size": spec.image_size, "mode": cfg.mode, "seed": cfg.seed,
-            "corruptions": cfg.corruptions if branches else "none", "seen_corruptions": seen,
-            "epochs": cfg.epochs, "test_acc": result.test_acc,
-            "test_acc_split": "validation" if cfg.val_size else "test"}
-    save_model(run.model_path, result.model, model_name=cfg.model,
-               num_classes=spec.num_classes, mean=spec.mean, std=spec.std, meta=meta)
+    _export(cfg, job, branches, run.model_path, result.model, result.test_acc)
     result.run_dir, result.model_path = run.path, run.model_path
     if cfg.eval:
         result.report = _robustness(cfg, run, test_ds, job.device, seen)
     return result
+
+
+def _export(cfg: TrainConfig, job: _Job, branches, path: Path, model: torch.nn.Module, acc: float,
+            extra: dict[str, Any] | None = None) -> None:
+    """Write the plain ``model`` to ``path`` with the run's metadata (model_plain.pt, model_best.pt)."""
+    from auxtrain.export import save_model
+
+    seen = [name for branch in branches for name in branch]
+    spec = job.spec
+    meta = {"dataset": cfg.dataset, "image_size": spec.image_size, "mode": cfg.mode, "seed": cfg.seed,
+            "corruptions": cfg.corruptions if branches else "none", "seen_corruptions": seen,
+            "epochs": cfg.epochs, "test_acc": acc, "test_acc_split": "validation" if cfg.val_size else "test",
+            **(extra or {})}
+    save_model(path, model, model_name=cfg.model, num_classes=spec.num_classes, mean=spec.mean, std=spec.std,
+               meta=meta)
 
 
 def _robustness(cfg: TrainConfig, run: RunDir, test_ds, device: torch.device, seen: list[str]):

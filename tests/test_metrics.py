@@ -127,3 +127,51 @@ def test_check_errors_rejects_other_objects():
         metrics.check_errors(pd.DataFrame({"name": ["fog"]}))
     with pytest.raises(ValueError, match="baseline must be"):
         metrics.mce(MODEL, baseline=[1, 2])
+
+
+def _full_table(clean: float = 20.0) -> pd.DataFrame:
+    """All 15 benchmark corruptions at severities 1-5: E(c, s) = 30 + 2 * index(c) + s."""
+    rows = [("clean", 0, clean)]
+    for i, c in enumerate(metrics.get_corruption_names("common")):
+        rows += [(c, s, 30.0 + 2 * i + s) for s in range(1, 6)]
+    return error_table(rows)
+
+
+def test_alexnet_baseline_matches_a_hand_computation():
+    from auxtrain.baselines import load_baseline
+
+    alexnet = load_baseline("alexnet")
+    out = metrics.mce(_full_table(), baseline=alexnet)
+    # Published (fractions): gaussian_noise 0.886428, brightness 0.564592, clean 0.4345.
+    assert out["ce"]["gaussian_noise"] == pytest.approx(100 * 33.0 / 88.6428)     # mean_s (30 + s) = 33
+    assert out["ce"]["brightness"] == pytest.approx(100 * (33.0 + 20) / 56.4592)  # index 10
+    assert out["relative_ce"]["brightness"] == pytest.approx(100 * (53.0 - 20) / (56.4592 - 43.45))
+    published = [0.886428, 0.894468, 0.922640, 0.819880, 0.826268, 0.785948, 0.798360, 0.866816, 0.826572,
+                 0.819324, 0.564592, 0.853204, 0.646056, 0.717840, 0.606500]
+    by_hand = sum(100 * (33.0 + 2 * i) / (100 * e) for i, e in enumerate(published)) / 15
+    assert out["normalized_mce"] == pytest.approx(by_hand)
+    rel = sum(100 * (33.0 + 2 * i - 20) / (100 * e - 43.45) for i, e in enumerate(published)) / 15
+    assert out["relative_mce"] == pytest.approx(rel)
+
+
+def test_alexnet_baseline_needs_all_five_severities_of_a_corruption():
+    from auxtrain.baselines import load_baseline
+
+    table = _full_table()
+    partial = table[~((table.corruption == "fog") & (table.severity == 5))]
+    out = metrics.mce(partial, baseline=load_baseline("alexnet"))
+    assert "fog" not in out["ce"] and "fog" not in out["relative_ce"]   # AlexNet's: a 5-severity mean
+    assert len(out["ce"]) == 14
+
+
+def test_alexnet_equals_a_per_severity_baseline_of_the_same_means():
+    """A per-corruption baseline gives the number a per-severity table with those means gives."""
+    from auxtrain.baselines import load_baseline
+
+    alexnet = load_baseline("alexnet")
+    per_severity = error_table([("clean", 0, float(alexnet.error[0]))]
+                               + [(c, s, e) for c, e in zip(alexnet.corruption[1:], alexnet.error[1:],
+                                                            strict=True) for s in range(1, 6)])
+    a, b = metrics.mce(_full_table(), baseline=alexnet), metrics.mce(_full_table(), baseline=per_severity)
+    assert a["normalized_mce"] == pytest.approx(b["normalized_mce"])
+    assert a["relative_mce"] == pytest.approx(b["relative_mce"])

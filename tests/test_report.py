@@ -78,8 +78,10 @@ def test_read_errors_names_the_problem(tmp_path):
 
 
 def test_report_does_not_import_the_evaluation_runner():
-    """report -> metrics only: no import cycle between report and evaluation."""
-    code = "import sys, auxtrain.report; assert 'auxtrain.evaluation' not in sys.modules, 'cycle'"
+    """report -> metrics only: no import cycle between report and evaluation; matplotlib only when drawing."""
+    code = ("import sys, auxtrain.report, auxtrain.report_plot; "
+            "assert 'auxtrain.evaluation' not in sys.modules, 'cycle'; "
+            "assert 'matplotlib' not in sys.modules, 'matplotlib imported at import time'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -158,3 +160,72 @@ def test_overwrite_removes_every_report_file(tmp_path):
 
     report.write_report(MODEL, tmp_path)
     assert {p.name for p in tmp_path.iterdir()} <= set(RunDir.REPORT_FILES)
+
+
+def _benchmark_table(clean: float = 12.0) -> pd.DataFrame:
+    """All 19 corruptions at severities 1-5 (a full -C set)."""
+    from corruptions import get_corruption_names
+
+    names = get_corruption_names("all")
+    rows = [("clean", 0, clean)] + [(c, s, 20.0 + i + 5 * s) for i, c in enumerate(names)
+                                    for s in range(1, 6)]
+    return _table(rows)
+
+
+def test_report_png_is_a_heatmap_of_the_readme_width(tmp_path):
+    """A default install writes report.png: it decodes, is 800 px wide and one row per corruption high."""
+    from PIL import Image
+
+    from auxtrain import report_plot
+
+    report.write_report(_benchmark_table(), tmp_path, seen=["fog"], title="T")
+    with Image.open(tmp_path / "report.png") as png:
+        png.load()
+        assert png.format == "PNG"
+        width, height = png.size
+    assert width == 800 == report_plot.WIDTH_INCHES * report_plot.DPI
+    assert height == round((1.9 + 0.27 * 19) * report_plot.DPI)
+    report.write_report(MODEL, tmp_path / "three", baseline=BASE)   # 3 corruptions, with the bars
+    with Image.open(tmp_path / "three" / "report.png") as png:
+        assert png.size == (800, round((1.9 + 0.27 * 3) * report_plot.DPI))
+
+
+def test_heatmap_rows_are_grouped_by_family_in_benchmark_order():
+    from auxtrain import report_plot
+
+    names, families, severities, grid = report_plot._rows(_benchmark_table())
+    assert names[:3] == ["gaussian_noise", "shot_noise", "impulse_noise"] and names[-4:] == [
+        "speckle_noise", "gaussian_blur", "spatter", "saturate"]
+    assert families == [metrics_family(n) for n in names]
+    assert [f for i, f in enumerate(families) if i == 0 or families[i - 1] != f] == [
+        "noise", "blur", "weather", "digital", "extra"]        # each family once: grouped
+    assert severities == [1, 2, 3, 4, 5] and grid.loc["fog", 3] == pytest.approx(20 + 9 + 15)
+
+
+def metrics_family(name: str) -> str:
+    from corruptions import family_of
+
+    return family_of(name)
+
+
+def test_heatmap_title_names_clean_error_and_mce_or_the_partial_mean():
+    from auxtrain import report_plot
+
+    full = report_plot.headline(report.build_summary(_benchmark_table()))
+    assert full.startswith("clean error 12.0%  |  mCE ") and "partial" not in full
+    partial = report_plot.headline(report.build_summary(MODEL))
+    assert "clean error 10.0%" in partial and "partial mCE 35.0% (4 of 75 cells; not comparable)" in partial
+    assert " mCE 35.0" not in partial.replace("partial mCE 35.0", "")
+    with_base = report_plot.headline(report.build_summary(MODEL, baseline=BASE))
+    assert "normalised mCE (corruptions present) 68.8%" in with_base
+
+
+def test_baseline_alexnet_in_the_report(tmp_path):
+    summary = report.write_report(_benchmark_table(), tmp_path, baseline="alexnet")
+    assert summary["baseline"] == "alexnet"
+    assert summary["ce"]["gaussian_noise"] == pytest.approx(100 * (20 + 15) / 88.6428)  # mean_s (20 + 5s)
+    md = (tmp_path / "report.md").read_text()
+    assert "normalised mCE vs AlexNet (ImageNet-C's official) (%)" in md
+    assert report.read_errors("AlexNet").attrs["baseline"] == "alexnet"
+    with pytest.raises(ValueError, match="does not exist"):
+        report.read_errors(tmp_path / "alexnet")     # a path, not the name: read as a folder
