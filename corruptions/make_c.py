@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,6 +37,7 @@ from . import _c_files as files
 from ._c_files import cell_seed as cell_seed
 from ._c_files import cell_size as cell_size
 from ._params import check_profile
+from ._ranks import Ranks
 from ._vocabulary import parse_severities, resolve_names
 from .api import MIN_SIZE, corrupt
 
@@ -118,43 +120,6 @@ def verify(out_dir: str | os.PathLike, filenames: Sequence[str] | None = None,
                                      pool) for f in wanted}
 
 
-class _Group:
-    """The ranks sharing the work: the torch.distributed default group, or this process alone."""
-
-    def __init__(self, distributed: bool) -> None:
-        import torch.distributed as dist
-
-        self.on = distributed and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-        self.rank = dist.get_rank() if self.on else 0
-        self.size = dist.get_world_size() if self.on else 1
-
-    def on_main(self, fn):
-        """``fn()`` run on rank 0, its result on every rank; its ValueError raised on every rank."""
-        if not self.on:
-            return fn()
-        import torch.distributed as dist
-
-        box = [None]
-        if self.rank == 0:
-            try:
-                box = [("ok", fn())]
-            except ValueError as exc:
-                box = [("error", str(exc))]
-        dist.broadcast_object_list(box, src=0)
-        if box[0][0] == "error":
-            raise ValueError(box[0][1])
-        return box[0][1]
-
-    def gather(self, obj) -> list:
-        if not self.on:
-            return [obj]
-        import torch.distributed as dist
-
-        out = [None] * self.size
-        dist.all_gather_object(out, obj)
-        return out
-
-
 def make_c(
     images: np.ndarray | torch.Tensor,
     labels: np.ndarray | torch.Tensor | Sequence[int],
@@ -163,6 +128,7 @@ def make_c(
     severities: Sequence[int] = (1, 2, 3, 4, 5),
     seed: int = 0,
     device: str | torch.device | None = None,
+    batch_size: int | None = None,
     *,
     profile: str = "auto",
     threads: int | None = None,
@@ -181,6 +147,7 @@ def make_c(
         severities: severities to write, in file order.
         seed: base seed; the output is a pure function of (images, seed, names, severities, profile).
         device: where to compute ("cpu", "cuda", "auto"); None = the images' device.
+        batch_size: no effect (a DeprecationWarning): the images per call are the seed cells.
         profile: severity profile passed to ``corrupt`` ("auto", "cifar", "imagenet").
         threads: cells corrupted at once in this process, each single-threaded (None: torch's
             intra-op thread count). Coarse work-sharing instead of OpenMP's fork-join per op keeps
@@ -208,10 +175,14 @@ def make_c(
     severities = list(parse_severities(severities))
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads={threads!r} must be a positive integer or None")
+    if batch_size is not None:
+        warnings.warn("make_c(batch_size=...) has no effect: the images are corrupted in seed cells of "
+                      "cell_size(H, W) images, so the output does not depend on a batch size; drop it",
+                      DeprecationWarning, stacklevel=2)
     check_profile(profile)
     dev = _resolve_device(device, batch)
     out = Path(out_dir)
-    group = _Group(distributed)
+    group = Ranks(distributed)
     _check_writable(out)
 
     host_images = batch.cpu().permute(0, 2, 3, 1).contiguous().numpy()
@@ -237,7 +208,7 @@ class _Job:
     """One make_c call: what to write (:meth:`plan`, rank 0) and the cells of this rank (:meth:`run`)."""
 
     def __init__(self, out: Path, settings: dict, names: list[str], batch: torch.Tensor,
-                 device: torch.device, group: _Group, threads: int | None) -> None:
+                 device: torch.device, group: Ranks, threads: int | None) -> None:
         self.out, self.settings, self.names, self.batch = out, settings, names, batch
         self.device, self.group = device, group
         self.threads = threads or max(1, torch.get_num_threads())

@@ -200,6 +200,7 @@ def test_a_different_run_in_the_same_directory_is_refused(tmp_path):
         ({"names": ["contrast", "blurry"]}, "names="),
         ({"severities": (0, 1)}, "severities="),
         ({"threads": 0}, "threads=0"),
+        ({"threads": 1.5}, "threads=1.5"),
         ({"device": "gpu9"}, "device='gpu9'"),
         ({"profile": "big"}, "profile='big'"),
     ],
@@ -423,3 +424,12 @@ def test_eval_on_a_make_c_folder_reports_the_clean_error_without_other_input(tmp
     assert clean.n.tolist() == [10]
     predicted = torch.from_numpy(images).float().mean((1, 2)).argmax(1).numpy()
     assert clean.error.item() == pytest.approx(100 * np.mean(predicted != labels))
+
+
+def test_batch_size_has_no_effect_and_says_so(tmp_path):
+    images, labels = tiny_dataset()
+    with pytest.warns(DeprecationWarning, match="batch_size=.... has no effect"):
+        make_c(images, labels, tmp_path / "b", names=["shot_noise"], batch_size=2, progress=False)
+    make_c(images, labels, tmp_path / "a", names=["shot_noise"], progress=False)
+    a, b = (tmp_path / d / "shot_noise.npy" for d in "ab")
+    assert a.read_bytes() == b.read_bytes()

@@ -13,9 +13,14 @@ loop of small convolutions (like a small training run), and stops them after. St
 
 * ``cells`` -- make_c itself: single-threaded ops, one cell per thread (``threads`` = torch's count);
 * ``intra-op`` -- the former scheme, for comparison: one loop over batches of 1,000 images, each op
-  split across torch's intra-op (OpenMP) threads, results copied into a memory map; this is what
-  slowed down 5x under load (OpenMP fork-join: every op waits for its slowest thread, and a thread
-  that lost its core to another process stalls all of them).
+  split across torch's intra-op (OpenMP) threads, results copied into a memory map, with OpenMP's
+  default (spinning) wait policy, as a Python caller gets it;
+* ``intra-op-passive`` -- the same with OMP_WAIT_POLICY=PASSIVE (what the command line sets), to
+  tell spinning apart from the fork-join itself (every op waits for its slowest thread, and a
+  thread that lost its core to another process stalls all of them).
+
+"cpu s" is the child's user + system CPU time: CPU burnt beyond the cells run's is overhead
+(spinning threads), whatever the load.
 
     python benchmarks/speed/bench_make_c.py                 # N = 1,000 and 10,000, quiet and busy
     python benchmarks/speed/bench_make_c.py --sizes 1000    # a quicker look
@@ -28,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -58,6 +64,8 @@ def child(n: int, strategy: str, out: str) -> dict:
     _, test, _ = build_datasets("shapes", seed=0, train_size=16, test_size=n)
     images, labels = test.get_batch(list(range(n)))
     nhwc = images.permute(0, 2, 3, 1).contiguous().numpy()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_before = usage.ru_utime + usage.ru_stime
     start = time.perf_counter()
     if strategy == "cells":
         make_c(nhwc, labels.numpy(), out, progress=False)
@@ -75,7 +83,9 @@ def child(n: int, strategy: str, out: str) -> dict:
             array.flush()
             del array
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "threads": torch.get_num_threads()}
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime - cpu_before
+    return {"seconds": seconds, "cpu": cpu, "threads": torch.get_num_threads()}
 
 
 def measure(n: int, strategy: str, busy: bool, tmp: Path) -> tuple[dict, tuple]:
@@ -84,6 +94,8 @@ def measure(n: int, strategy: str, busy: bool, tmp: Path) -> tuple[dict, tuple]:
         time.sleep(2 if busy else 0)
         out = tmp / f"c-{n}-{strategy}-{int(busy)}"
         env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}  # as a Python caller
+        if strategy == "intra-op-passive":
+            env["OMP_WAIT_POLICY"] = "PASSIVE"
         env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
         run = subprocess.run([sys.executable, __file__, "--child", str(n), strategy, str(out)],
                              capture_output=True, text=True, env=env, check=True)
@@ -100,7 +112,8 @@ def measure(n: int, strategy: str, busy: bool, tmp: Path) -> tuple[dict, tuple]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1000,10000", help="comma-separated N (images per severity)")
-    parser.add_argument("--strategies", default="cells,intra-op", help="cells and/or intra-op")
+    parser.add_argument("--strategies", default="cells,intra-op,intra-op-passive",
+                        help="comma-separated: cells, intra-op, intra-op-passive")
     parser.add_argument("--tmp", default=None, help="folder for the outputs (default: a temp folder)")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -122,12 +135,14 @@ def main() -> None:
                 print(rows[-1], flush=True)
     lines = ["# make_c speed: quiet and with two competing CPU-bound processes", "",
              *header_lines(__file__, load_before=load_before), "",
-             "| N | strategy | threads | quiet s | load after | busy s | load after | busy / quiet |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| N | strategy | threads | quiet s | cpu s | load after | busy s | cpu s | load after "
+             "| busy / quiet |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for n, strategy, quiet, ql, busy, bl in rows:
         ratio = busy["seconds"] / quiet["seconds"]
         lines.append(f"| {n:,} | {strategy} | {quiet['threads']} | {quiet['seconds']:.1f} "
-                     f"| {format_load(ql)} | {busy['seconds']:.1f} | {format_load(bl)} | {ratio:.2f} |")
+                     f"| {quiet['cpu']:.1f} | {format_load(ql)} | {busy['seconds']:.1f} | {busy['cpu']:.1f} "
+                     f"| {format_load(bl)} | {ratio:.2f} |")
     lines += ["", "Each row: N images x 19 corruptions x 5 severities, written (cells: make_c with checksums "
               "and fsync; intra-op: the former loop into a memory map, no fsync). A quiet row is only "
               "quiet if the load before it was below 1."]
