@@ -5,8 +5,8 @@
 * :func:`count_correct`: top-1 correct predictions of a model per Dataset, all read through one
   DataLoader (:class:`Blocks`) whose uint8 batches cross to the device before they become float
   (a quarter of the bytes).
-* :func:`test_split`: the first N test images of a built-in dataset, for ``--generate`` and
-  ``--clean-dataset``.
+* :func:`test_split`: the N test images of a built-in dataset that ``fit --test-size N`` uses, for
+  ``make-c``, ``--generate`` and ``--clean-dataset``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from auxtrain.data._base import ArrayDataset
 from auxtrain.data.corrupted import CLEAN_FILE, ImageFiles, NpyCorruptedSet, scan_image_folder
@@ -164,19 +164,22 @@ def count_correct(model: nn.Module, datasets: Sequence[Dataset], batch_size: int
     return list(zip(correct.tolist(), seen, strict=True))
 
 
-def test_split(name: str, root: str | None, seed: int, size: int | None):
-    """(uint8 images (N, 3, H, W), int64 labels (N,), spec) of the first ``size`` test images of ``name``.
+def test_split(name: str, root: str | None, data_seed: int, size: int | None):
+    """(uint8 images (N, 3, H, W), int64 labels (N,), spec) of the test split ``fit`` uses.
 
-    ``name`` is shapes, cifar10 or cifar100; shapes is generated from ``seed`` (its test split does
-    not depend on the training size, so only what is needed is built; ``size`` None = 2,000).
+    The same images as ``fit --dataset NAME --test-size SIZE --data-seed DATA_SEED``: the split of
+    :func:`auxtrain.data.run_splits` (shapes: generated from ``data_seed``, ``size`` None = 2,000;
+    cifar: a seeded subset of ``size`` images in index order, None = all), in index order.
     """
-    from auxtrain.data import build_datasets
+    from auxtrain.data import run_splits
     from auxtrain.eval_config import CLEAN_DATASETS
 
     if name not in CLEAN_DATASETS:
         raise ValueError(f"dataset {name!r} is not supported here; use {', '.join(CLEAN_DATASETS)}")
-    kw = {"train_size": 16, **({"test_size": size} if size else {})} if name == "shapes" else {}
-    _, test_ds, spec = build_datasets(name, root=root, seed=seed, **kw)
-    n = len(test_ds) if size is None else min(size, len(test_ds))
-    images, labels = test_ds.get_batch(list(range(n)))
-    return images, labels, spec
+    # train_size 16: only the test split is used (shapes then generates only what is needed)
+    _, test_ds, spec = run_splits(name, root, train_size=16, test_size=size, data_seed=data_seed)
+    base, indices = test_ds, list(range(len(test_ds)))
+    if isinstance(test_ds, Subset):
+        base, indices = test_ds.dataset, [int(i) for i in test_ds.indices]
+    images, labels = base.get_batch(indices)  # the datasets of run_splits are array-backed
+    return images, labels.to(torch.int64), spec

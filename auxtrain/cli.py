@@ -44,10 +44,14 @@ EPILOG_MAKE_C = """example:
   auxtrain make-c --dataset cifar100 --data-root data --out data/CIFAR-100-C
   auxtrain make-c --dataset cifar10 --data-root data --out data/CIFAR-10-C --device cuda
   auxtrain make-c --dataset shapes --out data/shapes-C --corruptions noise,fog --severities 1,3,5
+  torchrun --nproc-per-node 4 -m auxtrain make-c --dataset cifar10 --data-root data --out data/C10-C
 
 Writes OUT/NAME.npy ((N * S), H, W, 3) uint8, the test images at each severity in turn) and
-OUT/labels.npy, as CIFAR-10-C. Each file appears only when complete: rerun the same command after an
-interruption and finished files are verified and skipped (OUT/make_c.json pins the settings).
+OUT/labels.npy, as CIFAR-10-C, and OUT/clean.npy (the N clean images, for the clean error). Each file
+appears only when complete: rerun the same command after an interruption and finished files are
+verified (sha256) and skipped (OUT/make_c.json pins the settings and the checksums). Under torchrun
+the processes share the work (OUT must be one shared folder); the bytes are those of one process.
+RobustBench's CIFAR-C loader needs N = 10,000 and severities 1-5 (a warning says so otherwise).
 """
 
 
@@ -175,6 +179,8 @@ def _run_eval(args: argparse.Namespace) -> int:
     except (ValueError, TypeError, FileNotFoundError) as exc:
         raise UserError(str(exc)) from None
     out = result.out_dir
+    if out is None:  # a rank > 0 under torchrun: rank 0 writes and prints the report
+        return 0
     print(summary_table(result.summary))
     if result.errors.attrs.get("missing"):
         print(f"\nnot in {result.root}: {', '.join(result.errors.attrs['missing'])}")
@@ -199,16 +205,25 @@ def _add_make_c(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_make_c(args: argparse.Namespace) -> int:
+    import warnings
+
     from auxtrain.eval_config import MakeCConfig
     from auxtrain.evaluation import make_c_from_dataset
 
     try:
-        result = make_c_from_dataset(_config_from(MakeCConfig, args, "make-c"))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            result = make_c_from_dataset(_config_from(MakeCConfig, args, "make-c"))
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
         raise UserError(str(exc)) from None
+    for warning in caught:  # e.g. the set is smaller than RobustBench's loader needs
+        print(f"auxtrain: warning: {warning.message}", file=sys.stderr)
+    if not result.is_main:  # a rank > 0 under torchrun: rank 0 reports
+        return 0
     images = result.num_images * len(result.severities)
     print(f"wrote {len(result.names)} corruption files of {images} images "
-          f"(severities {','.join(map(str, result.severities))}) and labels.npy to {result.out_dir}/")
+          f"(severities {','.join(map(str, result.severities))}), labels.npy and clean.npy to "
+          f"{result.out_dir}/")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Multi-process training under torchrun: process group set-up and the few collectives fit needs.
+"""Multi-process runs under torchrun: process group set-up and the few collectives fit, eval and make-c need.
 
 ``torchrun --nproc-per-node N -m auxtrain fit ...`` sets RANK, WORLD_SIZE and LOCAL_RANK in each
 process's environment; ``init_distributed`` reads them, joins the process group (NCCL on CUDA,
@@ -20,6 +20,10 @@ How ``fit`` uses it:
 - Only rank 0 writes the run directory, prints, checkpoints and runs the final evaluation. On
   ``--resume`` rank 0 reads the checkpoint and sends it to every rank (no shared filesystem
   needed). Ctrl-C under torchrun stops all processes; the last per-epoch checkpoint resumes.
+
+``auxtrain make-c`` shares the cells of images among the ranks (:func:`corruptions.make_c` with
+``distributed=True``; the output folder must be shared); ``auxtrain eval`` shares the
+(corruption, severity) sets (:func:`shard`) and gathers the counts, and rank 0 writes the report.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import torch
 import torch.distributed as dist
 
 __all__ = ["DistContext", "init_distributed", "resolve_device", "broadcast_object", "run_on_main",
-           "all_reduce_sum", "barrier", "shutdown"]
+           "all_reduce_sum", "all_gather_object", "shard", "barrier", "shutdown"]
 
 T = TypeVar("T")
 
@@ -138,6 +142,20 @@ def all_reduce_sum(values: list[float], ctx: DistContext, device: torch.device) 
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.tolist()
+
+
+def all_gather_object(obj: Any, ctx: DistContext) -> list[Any]:
+    """Every rank's ``obj``, in rank order (``[obj]`` in a single process)."""
+    if not ctx.enabled:
+        return [obj]
+    out: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def shard(items: list[T], ctx: DistContext) -> list[T]:
+    """This rank's share of ``items``: every world_size-th item from its rank (all of them alone)."""
+    return items[ctx.rank::ctx.world_size]
 
 
 def barrier(ctx: DistContext) -> None:

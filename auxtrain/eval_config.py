@@ -61,7 +61,10 @@ class EvalConfig:
                                  "OUT/corrupted_test)", _MODEL)
     dataset: DatasetName | None = _opt(None, "with --generate: the dataset",
                                                                      _MODEL)
-    test_size: int | None = _opt(None, "with --generate: use the first N test images", _MODEL, "N")
+    test_size: int | None = _opt(None, "with --generate: the N test images `fit --test-size N` uses (a "
+                                       "seeded subset; shapes: generated)", _MODEL, "N")
+    data_seed: int = _opt(0, "with --generate / --clean-dataset: seed of the shapes images and of the "
+                             "--test-size subset, as in fit", _MODEL, "SEED")
     seed: int = _opt(0, "with --generate: corruption seed", _MODEL)
     corruptions: str | None = _opt(None, "names or families, comma-separated, or all/common/extra "
                                          "(default: every file found)", _EVAL, "SUBSET")
@@ -107,8 +110,10 @@ class MakeCConfig:
                                                                           "required", _DATA)
     data_root: str | None = _opt(None, "folder holding cifar-10-batches-py/ or cifar-100-python/ (not "
                                        "needed for shapes)", _DATA, "DIR")
-    test_size: int | None = _opt(None, "use the first N test images (default: all; shapes: 2,000)", _DATA,
-                                 "N")
+    test_size: int | None = _opt(None, "the N test images `fit --test-size N` uses: a seeded subset "
+                                       "(default: all; shapes: N generated, default 2,000)", _DATA, "N")
+    data_seed: int = _opt(0, "seed of the shapes images and of the --test-size subset, as in fit", _DATA,
+                          "SEED")
     out: str | None = _opt(None, "output folder (created if missing); required", _DATA, "DIR")
     corruptions: str = _opt("all", "comma-separated names or subsets: all, common, extra, noise, blur, "
                                    "weather, digital", _CORR, "LIST")
@@ -117,13 +122,14 @@ class MakeCConfig:
     profile: Literal["auto", "cifar", "imagenet"] = _opt("auto", "severity tables: auto picks by image "
                                                                  "size", _CORR)
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N", _EXEC, "DEV")
-    batch_size: int = _opt(1000, "images corrupted per call (part of the seed: keep it to resume)", _EXEC,
-                           "N")
+    threads: int | None = _opt(None, "cells of images corrupted at once per process (default: torch's thread "
+                                     "count; under torchrun 1 per process); the output does not depend on it",
+                               _EXEC, "N")
     progress: bool = _opt(True, "progress bar", _EXEC)
 
     def check(self) -> "MakeCConfig":
         """``self`` if the options are usable; else ValueError naming the flag to fix."""
-        _check_common(self, ("batch_size", "test_size"), ("dataset", "out"))
+        _check_common(self, ("threads", "test_size"), ("dataset", "out"))
         if self.dataset not in CLEAN_DATASETS:
             raise ValueError(f"--dataset {self.dataset!r} is not supported; use {', '.join(CLEAN_DATASETS)}")
         return self

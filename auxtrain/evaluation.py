@@ -23,7 +23,6 @@ Example::
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,8 +35,8 @@ import torch
 from torch import nn
 
 from auxtrain._eval_data import Clean, clean_set, count_correct, image_set, test_split, to_nchw
-from auxtrain.data.corrupted import CLEAN_FILE, FLAGS, LABELS_FILE, FolderCorruptedSet, open_corrupted
-from auxtrain.distributed import resolve_device
+from auxtrain.data.corrupted import FLAGS, LABELS_FILE, FolderCorruptedSet, open_corrupted
+from auxtrain.distributed import DistContext, all_gather_object, init_distributed, resolve_device, shard
 from auxtrain.metrics import mce as mce
 from auxtrain.report import build_summary
 from auxtrain.report import read_errors as read_errors
@@ -102,6 +101,7 @@ def corruption_errors(
     *,
     workers: int = 0,
     flags: Mapping[str, str] | None = None,
+    distributed: DistContext | None = None,
 ) -> pd.DataFrame:
     """Top-1 error (percent) of ``model`` per (corruption, severity) of the -C set at ``root``.
 
@@ -126,6 +126,8 @@ def corruption_errors(
             in this process: a memory-map slice is cheaper than sending it from a worker).
         flags: how the options are named in error messages, keys "root", "corruptions",
             "severities" (default: the ``auxtrain eval`` flags --data-root, --corruptions, ...).
+        distributed: under torchrun, the context of :func:`auxtrain.distributed.init_distributed`:
+            every rank evaluates its share of the sets and every rank gets the whole table.
 
     Returns:
         DataFrame with columns corruption, severity, error, n (clean row first when present).
@@ -142,11 +144,13 @@ def corruption_errors(
         jobs.insert(0, ("clean", 0, cleaned))
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(jobs), desc="eval", unit="set", disable=not progress)
+    ctx = distributed or DistContext()
+    mine = shard(list(range(len(jobs))), ctx)
+    bar = tqdm(total=len(mine), desc="eval", unit="set", disable=not progress or not ctx.is_main)
 
     def show(k: int) -> None:
-        if k < len(jobs):
-            name, severity, _ = jobs[k]
+        if k < len(mine):
+            name, severity, _ = jobs[mine[k]]
             bar.set_postfix_str(name if severity == 0 else f"{name} s{severity}")
 
     def done(k: int) -> None:
@@ -158,11 +162,14 @@ def corruption_errors(
     was_training = model.training
     model = model.to(dev).eval()
     try:
-        counts = count_correct(model, [d for *_, d in jobs], batch_size, dev,
+        counts = count_correct(model, [jobs[k][2] for k in mine], batch_size, dev,
                                workers if isinstance(data, FolderCorruptedSet) else 0, on_block=done)
     finally:
         bar.close()
         model.train(was_training)
+    parts = all_gather_object(list(zip(mine, counts, strict=True)), ctx)
+    gathered = dict(kv for part in parts for kv in part)
+    counts = [gathered[k] for k in range(len(jobs))]
     rows = [(name, severity, 100.0 * (1 - correct / n), n)
             for (name, severity, _), (correct, n) in zip(jobs, counts, strict=True) if n]
     errors = pd.DataFrame(rows, columns=list(COLUMNS))
@@ -206,6 +213,7 @@ def generate_corrupted_testset(
     progress: bool = True,
     *,
     flags: Mapping[str, str] | None = None,
+    distributed: bool = False,
 ) -> Path:
     """A -C set of ``images`` in ``cache_dir`` (CIFAR-C layout, plus ``clean.npy``); cached.
 
@@ -213,9 +221,9 @@ def generate_corrupted_testset(
     images, seed and severities are reused, so a second call costs only a hash of the images.
     Images are uint8 numpy (N, H, W, 3) or a uint8 tensor (N, 3, H, W); ``names`` is a corruption
     spec (:func:`corruptions.resolve_names`, None = all 19) and ``severities`` a severity spec.
+    With ``distributed`` the ranks of the torch.distributed group share the work (see make_c).
     Returns ``cache_dir``.
     """
-    from auxtrain.run_dir import atomic_write_bytes
     from corruptions import make_c
 
     flags = {**FLAGS, **(flags or {})}
@@ -223,12 +231,7 @@ def generate_corrupted_testset(
     labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
     out = make_c(nhwc, labels, cache_dir, names=resolve_names(names, what=flags["corruptions"]),
                  severities=parse_severities(severities, what=flags["severities"]), seed=seed,
-                 device=device, progress=progress)
-    clean_path = Path(out) / CLEAN_FILE
-    if not clean_path.is_file() or not np.array_equal(np.load(clean_path, mmap_mode="r"), nhwc):
-        buffer = io.BytesIO()
-        np.save(buffer, nhwc)
-        atomic_write_bytes(clean_path, buffer.getvalue())
+                 device=device, progress=progress, distributed=distributed)
     return Path(out)
 
 
@@ -264,6 +267,7 @@ def evaluate(
     title: str = "Corruption robustness",
     out_dir: str | os.PathLike | None = None,
     flags: Mapping[str, str] | None = None,
+    distributed: DistContext | None = None,
 ) -> EvalResult:
     """Errors of ``model`` on a -C set, the summary, and (with ``out_dir``) the report files.
 
@@ -277,7 +281,10 @@ def evaluate(
     names) the seen/unseen means; ``title`` heads the report. ``flags`` names the options in
     error messages (keys root, corruptions, severities). The baseline is read before any compute,
     so a bad path fails fast; report files are written only after every number is known.
+    ``distributed`` (under torchrun): the ranks share the generation and the sets, and rank 0
+    alone writes the report (the other ranks get ``out_dir`` None).
     """
+    ctx = distributed or DistContext()
     flags = {**FLAGS, **(flags or {})}
     if (root is None) == (generate_from is None):
         raise ValueError(f"pass either {flags['root']} (an existing -C set) or clean images to generate "
@@ -291,9 +298,11 @@ def evaluate(
         root = generate_corrupted_testset(images, labels, cache, names=corruptions,
                                           severities="1-5" if severities is None else severities,
                                           seed=seed, device=_device(device, model), progress=progress,
-                                          flags=flags)
+                                          flags=flags, distributed=ctx.enabled)
     errors = corruption_errors(model, root, corruptions, severities, batch_size, device, clean, progress,
-                               workers=workers, flags=flags)
+                               workers=workers, flags=flags, distributed=ctx)
+    if not ctx.is_main:
+        out_dir = None
     if out_dir is not None:
         summary = write_report(errors, out_dir, baseline=base, seen=seen, title=title)
     else:
@@ -315,14 +324,14 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; pass a folder")
     baseline = read_errors(cfg.baseline) if cfg.baseline else None
-    device = _device(cfg.device)
+    ctx, device = _eval_context(cfg.device)
     model = load_model(cfg.checkpoint, device=device)
     clean: Clean | None = cfg.clean_root
     generate_from = None
     if cfg.generate or cfg.clean_dataset:
         name = cfg.dataset if cfg.generate else cfg.clean_dataset
-        images, labels, spec = test_split(name, cfg.data_root if cfg.generate else cfg.clean_root, cfg.seed,
-                                          cfg.test_size if cfg.generate else None)
+        images, labels, spec = test_split(name, cfg.data_root if cfg.generate else cfg.clean_root,
+                                          cfg.data_seed, cfg.test_size if cfg.generate else None)
         if spec.num_classes != model.meta["num_classes"]:
             raise ValueError(f"{cfg.checkpoint} predicts {model.meta['num_classes']} classes but {name} "
                              f"has {spec.num_classes}; evaluate on the dataset the model was trained on")
@@ -333,7 +342,16 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
                     corruptions=cfg.corruptions, severities=cfg.severities, seed=cfg.seed,
                     batch_size=cfg.batch_size, device=device, workers=cfg.workers, progress=cfg.progress,
                     clean=clean, baseline=baseline, seen=seen_corruptions(model.meta),
-                    title=cfg.title or f"Corruption robustness of {cfg.checkpoint}", out_dir=out)
+                    title=cfg.title or f"Corruption robustness of {cfg.checkpoint}", out_dir=out,
+                    distributed=ctx)
+
+
+def _eval_context(device: str) -> tuple[DistContext, torch.device]:
+    """The torchrun context (single process without torchrun) and this process's device."""
+    try:
+        return init_distributed(device)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"--device {device!r}: {exc}") from None
 
 
 @dataclass
@@ -344,22 +362,34 @@ class MakeCResult:
     names: list[str]             # the corruption files, in canonical order
     severities: tuple[int, ...]  # the severity blocks of each file, in file order
     num_images: int              # clean test images per severity block
+    is_main: bool = True         # False on the ranks > 0 of a torchrun job (rank 0 reports)
 
 
 def make_c_from_dataset(cfg: MakeCConfig) -> MakeCResult:
     """``auxtrain make-c``: write a CIFAR-C layout set of ``cfg.dataset``'s test split to ``cfg.out``.
 
+    The test images are those of ``fit --test-size N --data-seed S`` (:func:`auxtrain.data.run_splits`).
     A rerun with the same options verifies and skips the complete files (see
-    :func:`corruptions.make_c`); shapes is generated from ``cfg.seed`` (2,000 test images unless
-    ``cfg.test_size``).
+    :func:`corruptions.make_c`). Under torchrun the processes share the cells of every file.
+    Warns when the set does not have RobustBench's 10,000 images x severities 1-5.
     """
+    import warnings
+
     from corruptions import make_c
+    from corruptions.make_c import ROBUSTBENCH_IMAGES
 
     cfg.check()
     names = resolve_names(cfg.corruptions, what="--corruptions")
     severities = parse_severities(cfg.severities, what="--severities")
-    device = _device(cfg.device)
-    images, labels, _ = test_split(cfg.dataset, cfg.data_root, cfg.seed, cfg.test_size)
+    ctx, device = _eval_context(cfg.device)
+    images, labels, _ = test_split(cfg.dataset, cfg.data_root, cfg.data_seed, cfg.test_size)
+    n = int(images.shape[0])
+    if ctx.is_main and (n != ROBUSTBENCH_IMAGES or tuple(severities) != (1, 2, 3, 4, 5)):
+        warnings.warn(f"{cfg.out} holds {n:,} images x severities {','.join(map(str, severities))}: "
+                      f"RobustBench's CIFAR-C loader (robustbench.data.load_cifar10c) reads rows "
+                      f"(s - 1) * 10,000 to s * 10,000 for severity s, so it needs 10,000 images x "
+                      f"severities 1-5; auxtrain eval reads any size", stacklevel=2)
     out = make_c(images, labels.numpy(), cfg.out, names=names, severities=severities, seed=cfg.seed,
-                 device=device, batch_size=cfg.batch_size, profile=cfg.profile, progress=cfg.progress)
-    return MakeCResult(Path(out), names, severities, int(images.shape[0]))
+                 device=device, profile=cfg.profile, threads=cfg.threads, progress=cfg.progress,
+                 distributed=ctx.enabled)
+    return MakeCResult(Path(out), names, severities, n, ctx.is_main)

@@ -113,3 +113,85 @@ def test_two_processes_keep_identical_parameters_and_match_a_single_process_run(
         assert a["lr"] == b["lr"] and a["stage"] == b["stage"]
         assert a["loss"] == pytest.approx(b["loss"], rel=0.25)
         assert abs(a["train_acc"] - b["train_acc"]) < 25
+
+
+# -- make-c and eval under torchrun: the work is shared, the result is that of one process ----------
+
+_C_WORKER = """
+import json, sys
+import numpy as np, torch
+import corruptions._c_files as c_files
+c_files.CELL_PIXELS = 2 * 16 * 16  # cells of 2 images, so the ranks share the cells of one block too
+from corruptions import make_c
+from auxtrain import evaluation
+from auxtrain.distributed import init_distributed
+
+class MeanColour(torch.nn.Module):
+    def forward(self, x):
+        return x.mean((2, 3))
+
+ctx, _ = init_distributed("cpu")
+rng = np.random.default_rng(0)
+images, labels = rng.integers(0, 256, (7, 16, 16, 3), dtype=np.uint8), rng.integers(0, 3, 7)
+out = sys.argv[1]
+make_c(images, labels, out + "/c", names=["gaussian_noise", "shot_noise", "contrast"], severities=(1, 4),
+       seed=5, progress=False, distributed=True)
+result = evaluation.evaluate(MeanColour(), out + "/c", progress=False, out_dir=out + "/report",
+                             distributed=ctx)
+assert (result.out_dir is None) == (ctx.rank != 0)
+json.dump(result.errors.to_dict("list"), open(f"{out}/errors{ctx.rank}.json", "w"))
+"""
+
+
+@pytest.mark.slow  # two torchrun processes (a few seconds each to import torch)
+def test_make_c_and_eval_under_torchrun_equal_one_process(tmp_path, monkeypatch):
+    import numpy as np
+    import pandas as pd
+
+    import corruptions._c_files as c_files
+    from auxtrain import evaluation
+    from corruptions import make_c
+
+    worker = tmp_path / "worker.py"
+    worker.write_text(_C_WORKER)
+    run = _torchrun([str(worker), str(tmp_path / "ddp")])
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    monkeypatch.setattr(c_files, "CELL_PIXELS", 2 * 16 * 16)
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (7, 16, 16, 3), dtype=np.uint8), rng.integers(0, 3, 7)
+    names = ["gaussian_noise", "shot_noise", "contrast"]
+    single = make_c(images, labels, tmp_path / "one" / "c", names=names, severities=(1, 4), seed=5,
+                    progress=False, threads=1)
+    ddp = tmp_path / "ddp" / "c"
+    assert sorted(p.name for p in ddp.iterdir()) == sorted(p.name for p in single.iterdir())
+    for path in single.iterdir():  # every .npy and make_c.json (with its checksums), byte for byte
+        assert (ddp / path.name).read_bytes() == path.read_bytes(), path.name
+
+    class MeanColour(torch.nn.Module):
+        def forward(self, x):
+            return x.mean((2, 3))
+
+    result = evaluation.evaluate(MeanColour(), single, progress=False, out_dir=tmp_path / "one" / "report")
+    for rank in (0, 1):  # every rank got the whole table
+        gathered = pd.DataFrame(json.load(open(tmp_path / "ddp" / f"errors{rank}.json")))
+        pd.testing.assert_frame_equal(gathered, result.errors, check_dtype=False)
+    report = tmp_path / "ddp" / "report"
+    assert (report / "errors.csv").read_bytes() == (tmp_path / "one" / "report" / "errors.csv").read_bytes()
+    assert json.loads((report / "summary.json").read_text()) == \
+        json.loads((tmp_path / "one" / "report" / "summary.json").read_text())
+
+
+@pytest.mark.slow  # torchrun -m auxtrain make-c: two processes importing auxtrain.data
+def test_torchrun_make_c_command_writes_the_bytes_of_one_process(tmp_path):
+    from auxtrain.cli import main
+
+    args = ["make-c", "--dataset", "shapes", "--test-size", "40", "--corruptions", "contrast,shot_noise,fog",
+            "--severities", "1,3", "--device", "cpu", "--no-progress"]
+    run = _torchrun(["-m", "auxtrain", *args, "--out", str(tmp_path / "ddp")])
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("wrote 3 corruption files") == 1  # rank 0 reports
+    assert run.stderr.count("auxtrain: warning: ") == 1 and "RobustBench" in run.stderr
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    for path in (tmp_path / "one").iterdir():
+        assert (tmp_path / "ddp" / path.name).read_bytes() == path.read_bytes(), path.name

@@ -9,7 +9,9 @@ flat memory.
   images at severity 1, then 2, ... (K = 5 blocks; a ``meta.json`` with ``"severities": [...]``
   declares other blocks, as ``make_c.json`` of :func:`corruptions.make_c` does), plus ``labels.npy``
   (K*N,) = the test labels tiled K times. Files are memory-mapped (``np.load(mmap_mode="r")``)
-  and a batch is one slice copied out of the map.
+  and a batch is one slice copied out of the map. When ``make_c.json`` records checksums (sets
+  made by ``auxtrain make-c``), the files read are verified against them on construction (SHA-256,
+  about 1 s per GB and core); other sets are checked by their .npy headers only (shape, dtype).
 * :class:`FolderCorruptedSet`: ``ROOT/corruption/severity/class/image``; labels are the indices of
   the class folder names in sorted order (the torchvision ImageFolder convention, read with
   :mod:`auxtrain.data.image_folder`).
@@ -31,6 +33,7 @@ import torch
 from torch.utils.data import Dataset
 
 from corruptions import canonical_order, resolve_names
+from corruptions.make_c import verify as verify_checksums
 
 from .image_folder import find_classes, find_images, load_image
 
@@ -154,7 +157,8 @@ class NpyCorruptedSet:
     """A CIFAR-C style directory, validated on construction; :meth:`subset` maps one block of a file."""
 
     def __init__(self, root: str | os.PathLike, names: str | Sequence[str] | None = None,
-                 severities: Sequence[int] | None = None, flags: Mapping[str, str] | None = None) -> None:
+                 severities: Sequence[int] | None = None, flags: Mapping[str, str] | None = None,
+                 verify: bool = True) -> None:
         self.root = root = Path(root)
         self.flags = _flags(flags)
         labels_path = root / LABELS_FILE
@@ -176,6 +180,16 @@ class NpyCorruptedSet:
         self.image_size: tuple[int, int] | None = None
         for name in self.names:  # validate every header before any compute
             self._open(name)
+        if verify:
+            self._verify([LABELS_FILE, CLEAN_FILE, *(self.files[n].name for n in self.names)])
+
+    def _verify(self, filenames: list[str]) -> None:
+        """ValueError naming the first file that does not match its checksum in make_c.json."""
+        for filename, ok in verify_checksums(self.root, filenames).items():
+            if not ok:
+                raise ValueError(f"{self.root / filename} does not match its sha256 checksum in "
+                                 f"{self.root / MANIFESTS[0]}: its bytes changed after make-c wrote it; "
+                                 f"{_FIX_NPY}")
 
     @staticmethod
     def _declared_severities(root: Path) -> tuple[int, ...]:
