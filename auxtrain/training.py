@@ -90,7 +90,7 @@ def fit(config: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | Non
         if ctx.is_main:
             run.prepare(completed_epochs=start_epoch if ckpt is not None else None)
             run.write_config(dataclasses.asdict(cfg), seed=cfg.seed, world_size=ctx.world_size,
-                             branches=[list(b) for b in branches])
+                             branches=[list(b) for b in branches], **job.notes)
         D.barrier(ctx)
 
         test_loader = data.make_loader(test_ds, 256, shuffle=False, seed=cfg.seed, epoch=0,
@@ -159,6 +159,7 @@ class _Job:
     scaler: Any
     autocast: dict[str, Any]
     is_main: bool                      # rank 0: shows the progress bar
+    notes: dict[str, Any] = field(default_factory=dict)  # extra config.yaml entries (init weights, ...)
 
     def load_state(self, ckpt: dict[str, Any]) -> None:
         self.net.load_state_dict(ckpt["model"])
@@ -215,12 +216,17 @@ def _schedule(cfg: TrainConfig) -> TrainingSchedule:
 def _build(cfg: TrainConfig, ctx: D.DistContext, device: torch.device, spec, num_branches: int) -> _Job:
     """AuxiliaryModel (K heads, selective BN; K=0 for the baselines), loss, SGD, AMP scaler, wrappers."""
     from auxtrain.auxiliary import AuxiliaryModel
+    from auxtrain.init_weights import parse_model_kwargs, start_weights
     from auxtrain.losses import AuxiliaryLoss
     from auxtrain.models import create_model
 
     torch.manual_seed(cfg.seed)
     companions = [s.strip() for s in cfg.companions.split(",")] if cfg.companions else None
-    net = AuxiliaryModel(create_model(cfg.model, spec.num_classes), num_branches, head=cfg.head,
+    pretrained = (cfg.pretrained and not cfg.resume) or None  # None: not passed to the builder
+    backbone = create_model(cfg.model, spec.num_classes, pretrained=pretrained,
+                            **parse_model_kwargs(cfg.model_kwargs))
+    notes = start_weights(backbone, cfg)  # config.yaml's record of --init / --pretrained
+    net = AuxiliaryModel(backbone, num_branches, head=cfg.head,
                          running_stats=cfg.running_stats, companions=companions,
                          selective_bn=cfg.selective_bn, mean=spec.mean, std=spec.std).to(device)
     if cfg.channels_last:
@@ -239,7 +245,9 @@ def _build(cfg: TrainConfig, ctx: D.DistContext, device: torch.device, spec, num
         train_net = torch.compile(train_net)
     autocast = {"device_type": device.type, "enabled": cfg.amp is not None,
                 "dtype": torch.float16 if cfg.amp == "fp16" else torch.bfloat16}
-    return _Job(cfg, spec, device, net, train_net, criterion, optimizer, scaler, autocast, ctx.is_main)
+    if cfg.selective_bn and not net.selective_bn:  # said in the run's config.yaml (and warned on stderr)
+        notes["selective_bn"] = f"off: {type(backbone).__name__} has no BatchNorm2d layer"
+    return _Job(cfg, spec, device, net, train_net, criterion, optimizer, scaler, autocast, ctx.is_main, notes)
 
 
 def _train_loader(cfg: TrainConfig, ctx: D.DistContext, train_ds, epoch: int, device: torch.device):
@@ -349,6 +357,7 @@ def _accuracy(job: _Job, loader) -> float:
 def _finish(cfg: TrainConfig, run: RunDir, job: _Job, branches, test_ds, test_loader, result: RunResult):
     """Export the plain model and, if asked, write the robustness report into the run directory."""
     from auxtrain.export import save_model
+    from auxtrain.init_weights import parse_model_kwargs
 
     if math.isnan(result.test_acc):  # resumed after the last epoch: measure again
         result.test_acc = _accuracy(job, test_loader)
@@ -357,7 +366,8 @@ def _finish(cfg: TrainConfig, run: RunDir, job: _Job, branches, test_ds, test_lo
     meta = {"dataset": cfg.dataset, "image_size": spec.image_size, "mode": cfg.mode, "seed": cfg.seed,
             "corruptions": cfg.corruptions if branches else "none", "seen_corruptions": seen,
             "epochs": cfg.epochs, "test_acc": result.test_acc,
-            "test_acc_split": "validation" if cfg.val_size else "test"}
+            "test_acc_split": "validation" if cfg.val_size else "test",
+            "model_kwargs": parse_model_kwargs(cfg.model_kwargs)}
     save_model(run.model_path, result.model, model_name=cfg.model,
                num_classes=spec.num_classes, mean=spec.mean, std=spec.std, meta=meta)
     result.run_dir, result.model_path = run.path, run.model_path
