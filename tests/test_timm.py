@@ -173,3 +173,28 @@ def test_fit_timm_resnet18_writes_weights_that_load_into_timm(tmp_path, capsys):
     assert meta["model"] == "timm/resnet18" and meta["model_kwargs"] == {"drop_rate": 0.1}
     model = timm.create_model("resnet18", num_classes=exported["meta"]["num_classes"], drop_rate=0.1)
     model.load_state_dict(exported["state_dict"], strict=True)
+
+
+def test_fit_a_bn_free_timm_model_says_selective_bn_is_off(tmp_path, capsys):
+    import yaml
+
+    from auxtrain.cli import main
+
+    out = tmp_path / "run"
+    with pytest.warns(UserWarning, match="no BatchNorm2d"):
+        code = main(["fit", "--dataset", "shapes", "--train-size", "16", "--test-size", "8", "--batch-size",
+                     "8", "--epochs", "1", "--corruptions", "noise", "--model", "timm/test_convnext",
+                     "--no-progress", "--no-eval", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    doc = yaml.safe_load((out / "config.yaml").read_text())
+    assert doc["selective_bn"] == "off: ConvNeXt has no BatchNorm2d layer"
+
+
+def test_eval_normalisation_comes_from_timms_pretrained_cfg():
+    from auxtrain.eval_model import model_normalization
+    from auxtrain.models import create_model
+
+    mean, std, source = model_normalization("timm/resnet18", create_model("timm/resnet18", 10))
+    assert (mean, std) == (list(timm.data.IMAGENET_DEFAULT_MEAN), list(timm.data.IMAGENET_DEFAULT_STD))
+    assert source.startswith("timm pretrained_cfg of resnet18")
+    assert model_normalization("resnet20", create_model("resnet20", 10)) is None
