@@ -198,3 +198,10 @@ def test_eval_normalisation_comes_from_timms_pretrained_cfg():
     assert (mean, std) == (list(timm.data.IMAGENET_DEFAULT_MEAN), list(timm.data.IMAGENET_DEFAULT_STD))
     assert source.startswith("timm pretrained_cfg of resnet18")
     assert model_normalization("resnet20", create_model("resnet20", 10)) is None
+
+
+def test_timm_names_take_a_pretrained_tag():
+    from auxtrain.models import create_model, is_model
+
+    assert is_model("timm/resnet18.a1_in1k") and not is_model("timm/no_such_net.a1_in1k")
+    assert create_model("timm/resnet18.a1_in1k", 10).pretrained_cfg["tag"] == "a1_in1k"

@@ -4,7 +4,8 @@ timm models already have the interface auxtrain needs (``forward_features``, ``f
 ``get_classifier``, ``num_classes``), so they are used as they are: no adapter, and the exported
 weights load into ``timm.create_model(name, num_classes=...)``. Keyword options go to
 ``timm.create_model`` (e.g. ``drop_rate=0.1``; for a ViT at CIFAR resolution ``img_size=32,
-patch_size=4``). The names are registered lazily, the first time the registry needs all of its
+patch_size=4``). ``timm/<name>.<tag>`` picks a pretrained tag (``timm/resnet18.a1_in1k``).
+The names are registered lazily, the first time the registry needs all of its
 names, so neither ``import auxtrain.models`` nor ``auxtrain --help`` imports timm.
 """
 
@@ -22,10 +23,12 @@ PREFIX = "timm/"
 
 
 def _make_builder(timm_name: str):
-    def builder(num_classes: int = 1000, pretrained: bool = False, **kwargs) -> nn.Module:
+    def builder(num_classes: int = 1000, pretrained: bool = False, tag: str | None = None,
+                **kwargs) -> nn.Module:
         from .pretrained import create_timm_model
 
-        return create_timm_model(timm_name, num_classes, pretrained=pretrained, **kwargs)
+        name = f"{timm_name}.{tag}" if tag else timm_name  # a pretrained tag: timm/resnet18.a1_in1k
+        return create_timm_model(name, num_classes, pretrained=pretrained, **kwargs)
 
     builder.__name__ = PREFIX + timm_name
     builder.__doc__ = f"timm ``{timm_name}`` (``timm.create_model``; ``pretrained=True`` reads timm's cache)."
