@@ -19,7 +19,15 @@ import torch
 import torch.nn as nn
 
 from auxtrain.losses import tied_parameter_pairs, weight_tying_penalty
-from auxtrain.nn import InputNormalization, convert_selective_bn, revert_selective_bn, route_domains
+from auxtrain.models._base import ClassifierHead
+from auxtrain.models._head import ForwardHead, probe_features
+from auxtrain.nn import (
+    InputNormalization,
+    convert_selective_bn,
+    has_selective_bn,
+    revert_selective_bn,
+    route_domains,
+)
 
 __all__ = ["AuxiliaryModel", "AuxiliaryOutput", "AttentionHead", "CompanionHead"]
 
@@ -114,14 +122,20 @@ class AuxiliaryModel(nn.Module):
     """Backbone + main head + K auxiliary heads (+ optional companions), trained on stacked views.
 
     Args:
-        model: an ``auxtrain.models`` backbone (``forward_features``, ``head``, ``forward_head``).
-            It is wrapped, not copied: its BatchNorm2d layers are converted in place.
+        model: any model with timm's interface (``forward_features``, ``forward_head``,
+            ``get_classifier``, ``num_classes``): an ``auxtrain.models`` backbone, a ``tv_*``
+            adapter, a timm model. It is wrapped, not copied: its batch norms are converted in
+            place. Its head is its ``head`` module for auxtrain's backbones, else the top-level
+            layers only ``forward_head`` runs (found by one dry run, see
+            :func:`auxtrain.models._head.probe_features`). A model without BatchNorm2d trains
+            without selective BN (a warning says so; ``selective_bn`` is then False).
         num_branches: K, the number of corrupted views per image (0 = ordinary training, same code path).
         head: ``"copy"`` (each auxiliary head is a deep copy of the main head) or ``"attention"``
             (the authors' attention + bottleneck head on the unpooled map, see :class:`AttentionHead`).
         running_stats: ``"clean"`` (running statistics from the clean chunk only, the authors'
             behaviour) or ``"per_domain"``; passed to ``convert_selective_bn``.
-        companions: stage names (from ``model.stage_names``) that get a deep-supervision companion.
+        companions: stage names (from ``model.stage_names``, which timm models do not have) that get
+            a deep-supervision companion.
         companion_channels: width of each companion's convolution (default: the stage's channels).
         selective_bn: ``False`` keeps plain BatchNorm2d, so the stacked views share batch and running
             statistics (the "without selective BN" ablation of the paper; not the method).
@@ -159,11 +173,12 @@ class AuxiliaryModel(nn.Module):
             raise ValueError(f"num_branches must be an int >= 0, got {num_branches!r}")
         if head not in HEAD_TYPES:
             raise ValueError(f"head must be one of {HEAD_TYPES}, got {head!r}")
-        for attr in ("forward_features", "forward_head", "head"):
+        for attr in ("forward_features", "forward_head", "get_classifier", "num_classes"):
             if not hasattr(model, attr):
                 raise TypeError(
-                    f"model {type(model).__name__} has no {attr!r}; wrap a backbone from "
-                    "auxtrain.models.create_model (timm-style interface with a `head` module)"
+                    f"model {type(model).__name__} has no {attr!r}; wrap a model with timm's interface "
+                    "(forward_features, forward_head, get_classifier, num_classes): a timm model, or one "
+                    "from auxtrain.models.create_model (tv_* for torchvision models)"
                 )
         if isinstance(companions, str):
             companions = [companions]
@@ -171,9 +186,8 @@ class AuxiliaryModel(nn.Module):
         stage_names = tuple(getattr(model, "stage_names", ()))
         unknown = [s for s in companions if s not in stage_names]
         if unknown:
-            raise ValueError(
-                f"companions {unknown} are not stages of {type(model).__name__}; valid: {stage_names}"
-            )
+            valid = stage_names or "none (it has no stage_names; companions need an auxtrain backbone)"
+            raise ValueError(f"companions {unknown} are not stages of {type(model).__name__}; valid: {valid}")
         if companion_channels is not None and companion_channels < 1:
             raise ValueError(f"companion_channels must be a positive int or None, got {companion_channels!r}")
 
@@ -183,15 +197,24 @@ class AuxiliaryModel(nn.Module):
         self.head_type = head
         self.normalize = InputNormalization(mean, std) if mean is not None else nn.Identity()
         self.companion_stages = companions
-        self.selective_bn = selective_bn
+        # auxtrain's backbones keep their head in one module; other models: the layers forward_head runs.
+        own_head = isinstance(getattr(model, "head", None), ClassifierHead)
+        names, feature_shape = ((), None) if own_head else probe_features(model)
+        self._head_names: tuple[str, ...] | None = None if own_head else names
         self.model = convert_selective_bn(model, num_branches + 1, running_stats=running_stats) \
             if selective_bn else model
+        # No BatchNorm2d (a ViT, a ConvNeXt): nothing to route; heads, distillation and tying still apply.
+        self.selective_bn = selective_bn and has_selective_bn(self.model)
         ref = next(self.model.parameters())
-        main_head = self.model.head
+        main_head = self.main_head
+        if head == "attention" and feature_shape is not None and len(feature_shape) != 4:
+            raise ValueError(f"head='attention' needs a (N, C, H, W) feature map; {type(model).__name__}."
+                             f"forward_features gives shape {tuple(feature_shape)}: use head='copy'")
+        feature_channels = self.model.num_features if feature_shape is None else feature_shape[1]
         aux_heads = []
         for _ in range(num_branches):
             copied = copy.deepcopy(main_head)
-            aux_heads.append(copied if head == "copy" else AttentionHead(self.model.num_features, copied))
+            aux_heads.append(copied if head == "copy" else AttentionHead(feature_channels, copied))
         self.aux_heads = nn.ModuleList(aux_heads).to(device=ref.device)
         channels = dict(zip(stage_names, getattr(model, "stage_channels", ()), strict=False))
         self.companions = nn.ModuleDict(
@@ -206,8 +229,10 @@ class AuxiliaryModel(nn.Module):
 
     @property
     def main_head(self) -> nn.Module:
-        """The wrapped model's own head (pooling + final linear): kept by :meth:`strip`."""
-        return self.model.head
+        """The wrapped model's own head (pooling + final linear, its own layers): kept by :meth:`strip`."""
+        if self._head_names is None:
+            return self.model.head
+        return ForwardHead(self.model, self._head_names)
 
     @property
     def num_classes(self) -> int:
@@ -215,7 +240,7 @@ class AuxiliaryModel(nn.Module):
 
     @property
     def stage_names(self) -> tuple[str, ...]:
-        return tuple(self.model.stage_names)
+        return tuple(getattr(self.model, "stage_names", ()))
 
     def get_classifier(self) -> nn.Linear:
         """The main head's final linear layer."""
@@ -267,10 +292,11 @@ class AuxiliaryModel(nn.Module):
         return self.model.forward_head(features)
 
     def strip(self) -> nn.Module:
-        """A new plain backbone: deep copy, plain BatchNorm2d with the clean statistics, no auxiliary parts.
+        """A new plain model: deep copy, original batch norms with the clean statistics, no auxiliary parts.
 
-        Its ``state_dict`` loads strictly into ``create_model(name, num_classes)`` and its eval outputs
-        equal this model's main outputs.
+        It is of the wrapped model's class; its ``state_dict`` loads strictly into a fresh one
+        (``create_model(name, num_classes)``, ``timm.create_model(...)``) and its eval outputs equal
+        this model's main outputs.
         """
         return revert_selective_bn(copy.deepcopy(self.model))
 

@@ -50,7 +50,19 @@ def _check_common(cfg, positive: tuple[str, ...], required: tuple[str, ...]) -> 
 class EvalConfig:
     """Options of ``auxtrain eval``: which model, which -C set (or how to generate it), the report."""
 
-    checkpoint: str | None = _opt(None, "exported model (model_plain.pt); required", _MODEL, "FILE")
+    checkpoint: str | None = _opt(None, "exported model (model_plain.pt); or --model with --weights", _MODEL,
+                                  "FILE")
+    model: str | None = _opt(None, "instead of --checkpoint: a registered model name (auxtrain list-models: "
+                                   "timm/..., tv_..., ...) whose --weights to evaluate", _MODEL, "NAME")
+    weights: str | None = _opt(None, "with --model: a plain state_dict file (torchvision, timm, auxtrain; "
+                                     "wrapped or not), loaded strictly", _MODEL, "FILE")
+    model_kwargs: str | None = _opt(None, "with --model: its keyword options, comma-separated KEY=VALUE",
+                                    _MODEL, "K=V,...")
+    mean: str | None = _opt(None, "with --model: input mean per channel, e.g. 0.485,0.456,0.406 (default: "
+                                  "the model's own, from timm's pretrained_cfg or torchvision's weights)",
+                            _MODEL, "R,G,B")
+    std: str | None = _opt(None, "with --model: input std per channel (default: the model's own)", _MODEL,
+                           "R,G,B")
     data_root: str | None = _opt(None, "the -C folder (with --generate: the clean dataset's)", _MODEL, "DIR")
     clean_root: str | None = _opt(
         None, "clean test set: a .npy of uint8 (N, H, W, 3) images, a class/image folder, or the dataset "
@@ -77,12 +89,23 @@ class EvalConfig:
                            "process; a CIFAR-C .npy set is always read in the main process)", _EVAL, "N")
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N", _EVAL, "DEV")
     out: str | None = _opt(None, "report folder (created if missing); required", _EVAL, "DIR")
-    title: str | None = _opt(None, "report title (default: the checkpoint path)", _EVAL)
+    title: str | None = _opt(None, "report title (default: the checkpoint path, or the model, weights and "
+                                   "normalisation)", _EVAL)
     progress: bool = _opt(True, "progress bar", _EVAL)
 
     def check(self) -> "EvalConfig":
         """``self`` if the options fit together; else ValueError naming the flags to fix."""
-        _check_common(self, ("batch_size", "test_size"), ("checkpoint", "out"))
+        _check_common(self, ("batch_size", "test_size"), ("out",))
+        if not self.checkpoint and not self.model:
+            raise ValueError("--checkpoint is required (an auxtrain export, model_plain.pt), or --model NAME "
+                             "with --weights FILE; pass it on the command line or in the -c file")
+        if self.checkpoint and self.model:
+            raise ValueError("pass --checkpoint FILE or --model NAME --weights FILE, not both")
+        if bool(self.model) != bool(self.weights):
+            raise ValueError("--model NAME and --weights FILE go together: pass both")
+        if self.checkpoint and any(getattr(self, n) for n in ("model_kwargs", "mean", "std")):
+            raise ValueError("--model-kwargs, --mean and --std go with --model/--weights; an exported "
+                             "--checkpoint carries its own")
         if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 0:
             raise ValueError(f"--workers {self.workers!r} must be 0 or a positive integer")
         for name in ("dataset", "clean_dataset"):

@@ -317,7 +317,7 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
     model file, a class-count mismatch) fails before the long part, and the report files are
     written only at the end, so a failure leaves an existing report untouched.
     """
-    from auxtrain.export import load_model
+    from auxtrain.eval_model import describe, load_eval_model
 
     cfg.check()
     out = Path(cfg.out)
@@ -325,7 +325,8 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
         raise ValueError(f"--out {out} is a file; pass a folder")
     baseline = read_errors(cfg.baseline) if cfg.baseline else None
     ctx, device = _eval_context(cfg.device)
-    model = load_model(cfg.checkpoint, device=device)
+    model = load_eval_model(cfg, device)  # --checkpoint, or --model with --weights
+    source = cfg.checkpoint or cfg.weights
     clean: Clean | None = cfg.clean_root
     generate_from = None
     if cfg.generate or cfg.clean_dataset:
@@ -333,7 +334,7 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
         images, labels, spec = test_split(name, cfg.data_root if cfg.generate else cfg.clean_root,
                                           cfg.data_seed, cfg.test_size if cfg.generate else None)
         if spec.num_classes != model.meta["num_classes"]:
-            raise ValueError(f"{cfg.checkpoint} predicts {model.meta['num_classes']} classes but {name} "
+            raise ValueError(f"{source} predicts {model.meta['num_classes']} classes but {name} "
                              f"has {spec.num_classes}; evaluate on the dataset the model was trained on")
         clean = (images, labels)
         if cfg.generate:
@@ -342,7 +343,7 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
                     corruptions=cfg.corruptions, severities=cfg.severities, seed=cfg.seed,
                     batch_size=cfg.batch_size, device=device, workers=cfg.workers, progress=cfg.progress,
                     clean=clean, baseline=baseline, seen=seen_corruptions(model.meta),
-                    title=cfg.title or f"Corruption robustness of {cfg.checkpoint}", out_dir=out,
+                    title=cfg.title or f"Corruption robustness of {describe(model) or source}", out_dir=out,
                     distributed=ctx)
 
 

@@ -102,6 +102,19 @@ class TrainConfig:
 
     model: str | None = _model(None, "backbone name, see `auxtrain list-models`", metavar="NAME",
                                default_text=_per_dataset("model"))
+    model_kwargs: str | None = _model(None, "keyword options of the model, comma-separated KEY=VALUE (Python "
+                                      "literals), e.g. 'drop_rate=0.1', or 'img_size=32,patch_size=4' for a "
+                                      "timm ViT at CIFAR size", metavar="K=V,...",
+                                      default_text="default: none")
+    pretrained: bool = _model(False, "start from timm's or torchvision's own pretrained weights (timm/* and "
+                              "tv_* models; read from their local cache, downloaded only when missing)")
+    init: str | None = _model(None, "start from this weights file: a state_dict (torchvision, timm, an "
+                              "auxtrain export, or wrapped as {'state_dict': ...} / {'model': ...}), loaded "
+                              "strictly into the backbone", metavar="PATH",
+                              default_text="default: random init")
+    init_exclude: str | None = _model(None, "comma-separated key patterns --init leaves out, e.g. 'fc.*' for "
+                                      "a classifier with another class count (it starts fresh)",
+                                      metavar="GLOB", default_text="default: none")
     head: Literal["copy", "attention"] = _model("copy", "auxiliary head: a copy of the main head, or the "
                                                 "authors' attention head")
     running_stats: Literal["clean", "per_domain"] = _model("clean", "selective BN running statistics: of "
@@ -212,9 +225,13 @@ class TrainConfig:
             raise ValueError("--val-size reports on corrupted copies of the validation images, but "
                              "--eval-root points at a test-set -C folder; drop one of the two")
         _check_eval(cfg)
+        from auxtrain.init_weights import check_start_options
+
+        check_start_options(cfg)  # --model-kwargs, --init, --init-exclude, --pretrained
         if cfg.out is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
-            cfg.out = str(Path("runs") / f"{cfg.dataset}-{cfg.model}-{cfg.mode}-{stamp}")
+            model = cfg.model.replace("/", "-")  # timm/resnet18: one folder, not two
+            cfg.out = str(Path("runs") / f"{cfg.dataset}-{model}-{cfg.mode}-{stamp}")
         return cfg
 
 

@@ -94,7 +94,7 @@ def fit(config: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | Non
         if ctx.is_main:
             run.prepare(completed_epochs=start_epoch if ckpt is not None else None)
             run.write_config(dataclasses.asdict(cfg), seed=cfg.seed, world_size=ctx.world_size,
-                             branches=[list(b) for b in branches])
+                             branches=[list(b) for b in branches], **job.notes)
         D.barrier(ctx)
         log = RunLog(run.path if ctx.is_main else None, interval=cfg.log_interval, logger=cfg.logger,
                      progress=cfg.progress, epochs=cfg.epochs, resume=cfg.resume, enabled=ctx.is_main)
@@ -175,6 +175,7 @@ class _Job:
     scaler: Any
     autocast: dict[str, Any]
     is_main: bool                      # rank 0: shows the progress bar
+    notes: dict[str, Any] = field(default_factory=dict)  # extra config.yaml entries (init weights, ...)
 
     def load_state(self, ckpt: dict[str, Any]) -> None:
         self.net.load_state_dict(ckpt["model"])
@@ -231,12 +232,17 @@ def _schedule(cfg: TrainConfig) -> TrainingSchedule:
 def _build(cfg: TrainConfig, ctx: D.DistContext, device: torch.device, spec, num_branches: int) -> _Job:
     """AuxiliaryModel (K heads, selective BN; K=0 for the baselines), loss, SGD, AMP scaler, wrappers."""
     from auxtrain.auxiliary import AuxiliaryModel
+    from auxtrain.init_weights import parse_model_kwargs, start_weights
     from auxtrain.losses import AuxiliaryLoss
     from auxtrain.models import create_model
 
     torch.manual_seed(cfg.seed)
     companions = [s.strip() for s in cfg.companions.split(",")] if cfg.companions else None
-    net = AuxiliaryModel(create_model(cfg.model, spec.num_classes), num_branches, head=cfg.head,
+    pretrained = (cfg.pretrained and not cfg.resume) or None  # None: not passed to the builder
+    backbone = create_model(cfg.model, spec.num_classes, pretrained=pretrained,
+                            **parse_model_kwargs(cfg.model_kwargs))
+    notes = start_weights(backbone, cfg)  # config.yaml's record of --init / --pretrained
+    net = AuxiliaryModel(backbone, num_branches, head=cfg.head,
                          running_stats=cfg.running_stats, companions=companions,
                          selective_bn=cfg.selective_bn, mean=spec.mean, std=spec.std).to(device)
     if cfg.channels_last:
@@ -255,7 +261,9 @@ def _build(cfg: TrainConfig, ctx: D.DistContext, device: torch.device, spec, num
         train_net = torch.compile(train_net)
     autocast = {"device_type": device.type, "enabled": cfg.amp is not None,
                 "dtype": torch.float16 if cfg.amp == "fp16" else torch.bfloat16}
-    return _Job(cfg, spec, device, net, train_net, criterion, optimizer, scaler, autocast, ctx.is_main)
+    if cfg.selective_bn and not net.selective_bn:  # said in the run's config.yaml (and warned on stderr)
+        notes["selective_bn"] = f"off: {type(backbone).__name__} has no BatchNorm2d layer"
+    return _Job(cfg, spec, device, net, train_net, criterion, optimizer, scaler, autocast, ctx.is_main, notes)
 
 
 def _train_loader(cfg: TrainConfig, ctx: D.DistContext, train_ds, epoch: int, device: torch.device):
@@ -378,13 +386,14 @@ def _export(cfg: TrainConfig, job: _Job, branches, path: Path, model: torch.nn.M
             extra: dict[str, Any] | None = None) -> None:
     """Write the plain ``model`` to ``path`` with the run's metadata (model_plain.pt, model_best.pt)."""
     from auxtrain.export import save_model
+    from auxtrain.init_weights import parse_model_kwargs
 
     seen = [name for branch in branches for name in branch]
     spec = job.spec
     meta = {"dataset": cfg.dataset, "image_size": spec.image_size, "mode": cfg.mode, "seed": cfg.seed,
             "corruptions": cfg.corruptions if branches else "none", "seen_corruptions": seen,
             "epochs": cfg.epochs, "test_acc": acc, "test_acc_split": "validation" if cfg.val_size else "test",
-            **(extra or {})}
+            "model_kwargs": parse_model_kwargs(cfg.model_kwargs), **(extra or {})}
     save_model(path, model, model_name=cfg.model, num_classes=spec.num_classes, mean=spec.mean, std=spec.std,
                meta=meta)
 

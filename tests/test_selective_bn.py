@@ -342,11 +342,12 @@ def test_convert_refuses_what_it_cannot_convert():
     with pytest.raises(TypeError, match="SyncBatchNorm"):
         convert_selective_bn(nn.Sequential(nn.SyncBatchNorm(4)), 2)
 
-    class BatchNormAct2d(nn.BatchNorm2d):
-        pass
+    class ScaledBatchNorm2d(nn.BatchNorm2d):  # its own forward: not plain BN maths
+        def forward(self, x):
+            return 2 * super().forward(x)
 
-    with pytest.raises(TypeError, match="BatchNormAct2d"):
-        convert_selective_bn(nn.Sequential(BatchNormAct2d(4)), 2)
+    with pytest.raises(TypeError, match="ScaledBatchNorm2d.*register_bn_converter"):
+        convert_selective_bn(nn.Sequential(ScaledBatchNorm2d(4)), 2)
     with pytest.raises(TypeError, match="unknown options"):
         convert_selective_bn(nn.BatchNorm2d(4), 2, runing_stats="clean")
     with pytest.raises(ValueError, match="num_domains"):
@@ -490,3 +491,55 @@ def test_operator_registration(running_stats, training):
     for sizes in ([4, 6], [3, 0, 7]):
         args = (x, weight, bias, *stats, sizes, training, None, bn.eps)
         torch.library.opcheck(selective_bn._selective_batch_norm, args)
+
+
+class _TaggedBatchNorm2d(nn.BatchNorm2d):
+    """A BatchNorm2d subclass with BatchNorm2d's maths and an extra attribute."""
+
+    def __init__(self, num_features, tag):
+        super().__init__(num_features)
+        self.tag = tag
+
+
+def test_plain_subclasses_convert_and_revert_to_their_own_class():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), _TaggedBatchNorm2d(4, tag="x"), nn.ReLU())
+    convert_selective_bn(net, 2)
+    assert type(net[1]) is SelectiveBatchNorm2d
+    with route_domains(net, sizes=[2, 2]):
+        net(torch.randn(4, 3, 6, 6))
+    net.eval()
+    x = torch.randn(2, 3, 6, 6)
+    expected = net(x)
+    back = revert_selective_bn(net)
+    assert type(back[1]) is _TaggedBatchNorm2d and back[1].tag == "x" and not back[1].training
+    fresh = nn.Sequential(nn.Conv2d(3, 4, 3), _TaggedBatchNorm2d(4, tag="x"), nn.ReLU()).eval()
+    fresh.load_state_dict(back.state_dict(), strict=True)
+    assert _close(fresh(x), expected)
+
+
+def test_register_bn_converter_is_used_for_its_class():
+    from auxtrain.nn.convert import register_bn_converter, selective_like
+
+    class Doubled(nn.BatchNorm2d):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    class SelectiveDoubled(SelectiveBatchNorm2d):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    register_bn_converter(Doubled, lambda bn, d, opts: selective_like(bn, d, opts, SelectiveDoubled))
+    layer = convert_selective_bn(Doubled(3).eval(), 2)
+    assert type(layer) is SelectiveDoubled
+    x = torch.randn(2, 3, 4, 4)
+    assert _close(layer(x), Doubled(3).eval()(x))
+    assert type(revert_selective_bn(layer)) is Doubled
+
+
+def test_a_model_without_batch_norm_converts_to_itself_and_routes_as_a_no_op():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4), nn.ReLU())
+    with pytest.warns(UserWarning, match="no BatchNorm2d"):
+        assert convert_selective_bn(net, 2) is net
+    x = torch.randn(4, 3, 6, 6)
+    with route_domains(net, sizes=[2, 2]):
+        assert _close(net(x), net(x))

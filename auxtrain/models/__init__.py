@@ -3,8 +3,10 @@
 Every model: ``forward_features(x)`` (unpooled map), ``forward_head(f, pre_logits=False)``,
 ``forward``, ``get_classifier()``, ``forward_stages(x, names)`` (features plus named stage
 outputs), and the attributes ``num_classes``, ``num_features``, ``stage_names``, ``stage_channels``.
+With timm installed, ``timm/<name>`` builds any timm model (used as it is: timm's interface).
 """
 
+from . import timm_models as timm_models  # registers timm/* lazily (timm is imported on first use)
 from ._base import Backbone as Backbone
 from ._base import ClassifierHead as ClassifierHead
 from ._registry import create_model as create_model

@@ -5,15 +5,17 @@ with ``@register_model``; ``create_model`` looks a name up, drops keyword option
 ``None`` (so CLI flags left unset keep the model's own defaults) and calls the builder.
 
 Families whose names are only known by scanning another library (the ``tv_*`` torchvision
-adapters) register a function with ``register_lazily`` instead: it runs once, the first time the
+adapters, the ``timm/*`` models) register a function with ``register_lazily`` instead: it runs
+once, the first time the
 registry is asked for a name it does not hold or for the list of names, so importing the models
-neither imports nor scans torchvision.
+neither imports nor scans torchvision or timm.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 from collections.abc import Callable
 
 import torch.nn as nn
@@ -63,9 +65,20 @@ def list_models(pattern: str | None = None) -> list[str]:
     return names
 
 
+def _builder(name: str) -> Callable[..., nn.Module] | None:
+    """The builder of ``name``; ``timm/<arch>.<tag>`` (a pretrained tag): ``timm/<arch>``'s, with the tag."""
+    entrypoints = _entrypoints(name)
+    if name in entrypoints:
+        return entrypoints[name]
+    base, dot, tag = name.partition(".")
+    if base.startswith("timm/") and dot and tag and base in _entrypoints(base):
+        return functools.partial(entrypoints[base], tag=tag)
+    return None
+
+
 def is_model(name: str) -> bool:
-    """True if ``name`` is a registered model."""
-    return name in _entrypoints(name)
+    """True if ``name`` is a registered model (or ``timm/<arch>.<tag>`` of a registered timm model)."""
+    return _builder(name) is not None
 
 
 def create_model(name: str, num_classes: int, **kwargs) -> nn.Module:
@@ -78,13 +91,16 @@ def create_model(name: str, num_classes: int, **kwargs) -> nn.Module:
 
         model = create_model("resnet18", num_classes=100)
     """
-    if name not in _entrypoints(name):
+    builder = _builder(name)
+    if builder is None:
         close = difflib.get_close_matches(name, _MODEL_ENTRYPOINTS, n=3)
         hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
-        raise ValueError(
-            f"unknown model name {name!r}; {hint}valid names: {', '.join(list_models())}"
-        )
+        own = [n for n in list_models() if "/" not in n]  # timm/* names: too many to print
+        more = len(_MODEL_ENTRYPOINTS) - len(own)
+        extra = f", and {more} timm/* names (`auxtrain list-models 'timm/*'`)" if more else \
+            " (pip install 'auxtrain[timm]' adds every timm model as timm/<name>)"
+        raise ValueError(f"unknown model name {name!r}; {hint}valid names: {', '.join(own)}{extra}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    return _MODEL_ENTRYPOINTS[name](num_classes=num_classes, **kwargs)
+    return builder(num_classes=num_classes, **kwargs)

@@ -115,9 +115,13 @@ def route_domains(
     layer when it runs (ValueError). The routing lives on the layers, so one model must not run
     under two different routes at the same time (e.g. from two threads).
 
+    A module without any BatchNorm layer needs no routing: the block runs it
+    unchanged.
+
     Raises:
         ValueError: neither or both of sizes/index, negative sizes or ids, a non-integer index, or
-            a module without any SelectiveBatchNorm2d (convert it with ``convert_selective_bn``).
+            a module with batch norms but no SelectiveBatchNorm2d (convert it with
+            ``convert_selective_bn``).
 
     Example::
 
@@ -126,6 +130,9 @@ def route_domains(
     """
     route = _Route(sizes, index)
     layers = [m for m in module.modules() if isinstance(m, RoutedLayer)]
+    if not layers and not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
+        yield  # no batch norm at all (a ViT, a ConvNeXt): no sample shares statistics, nothing to route
+        return
     if not layers:
         raise ValueError(
             f"{type(module).__name__} contains no SelectiveBatchNorm2d to route; convert its batch norms "
