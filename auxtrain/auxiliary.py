@@ -2,7 +2,8 @@
 
 The wrapped model's batch norms become :class:`~auxtrain.nn.SelectiveBatchNorm2d` with one domain
 per view (clean first), so the stacked batch ``[clean; view_1; ...; view_K]`` goes through the
-feature extractor in ONE pass while each view is normalised with its own statistics. The clean
+feature extractor in ONE pass while each view is normalised with its own statistics (or, given
+the list of K+1 chunks, in K+1 passes routed to their domains: same numbers, faster on CPUs). The clean
 chunk feeds the model's own head (the main head); chunk j feeds auxiliary head j. Optional
 deep-supervision companions (Lee et al. 2015; Wang et al. 2015) classify the clean chunk's
 output of named stages. :meth:`AuxiliaryModel.strip` exports the plain model for inference.
@@ -144,10 +145,11 @@ class AuxiliaryModel(nn.Module):
             the exported model does; omitted, it takes already normalised float input.
 
     Training mode: ``forward(x)`` with ``x`` the stacked batch ``[clean; view_1; ...; view_K]`` of
-    ``(K + 1) * B`` images returns an :class:`AuxiliaryOutput` ``(main, aux, companions)``.
+    ``(K + 1) * B`` images, or with the list ``[clean, view_1, ..., view_K]`` (one pass per
+    chunk), returns an :class:`AuxiliaryOutput` ``(main, aux, companions)``.
     Eval mode: ``forward(x)`` takes an ordinary clean batch and returns the main logits (plain BN
-    behaviour with the clean running statistics). :meth:`forward_branches` runs the stacked pass
-    in any mode.
+    behaviour with the clean running statistics). :meth:`forward_branches` runs the branches in
+    any mode.
 
     Example::
 
@@ -266,8 +268,19 @@ class AuxiliaryModel(nn.Module):
         heads = self.companions
         return {s: heads[_companion_key(s)](out if rows is None else out[:rows]) for s, out in stages.items()}
 
-    def forward_branches(self, x: torch.Tensor) -> AuxiliaryOutput:
-        """The stacked pass on ``[clean; view_1; ...; view_K]`` in any mode: all heads' logits."""
+    def forward_branches(self, x: torch.Tensor | Sequence[torch.Tensor]) -> AuxiliaryOutput:
+        """All heads' logits, in any mode, from the stacked batch or from the K+1 chunks one by one.
+
+        ``x`` is either the stacked tensor ``[clean; view_1; ...; view_K]`` (one pass: fast on GPUs)
+        or the list ``[clean, view_1, ..., view_K]`` (K+1 passes of B images, each routed to its
+        own domain: faster on CPUs, whose caches hold a B-image pass better). With selective BN
+        both give the same outputs, gradients and running statistics.
+        """
+        if isinstance(x, torch.Tensor):
+            return self._stacked_pass(x)
+        return self._separate_passes(list(x))
+
+    def _stacked_pass(self, x: torch.Tensor) -> AuxiliaryOutput:
         domains = self.num_branches + 1
         if x.shape[0] % domains:
             raise ValueError(
@@ -284,9 +297,34 @@ class AuxiliaryModel(nn.Module):
         aux_logits = [aux(chunk) for aux, chunk in zip(self.aux_heads, chunks[1:], strict=True)]
         return AuxiliaryOutput(main_logits, aux_logits, self._companion_logits(stages, rows))
 
-    def forward(self, x: torch.Tensor) -> AuxiliaryOutput | torch.Tensor:
-        """Training: :meth:`forward_branches` on the stacked views. Eval: main logits of a clean batch."""
-        if self.training:
+    def _separate_passes(self, chunks: list[torch.Tensor]) -> AuxiliaryOutput:
+        domains = self.num_branches + 1
+        if len(chunks) != domains:
+            raise ValueError(f"got {len(chunks)} chunks for num_branches + 1 = {domains} domains; pass the "
+                             f"clean batch and its {self.num_branches} corrupted views")
+        if domains > 1 and not self.selective_bn:
+            raise ValueError("separate passes need selective BN: without it the views share one set of batch "
+                             "statistics, which only the stacked pass computes; pass the stacked tensor")
+        # The views first, the clean chunk last: the clean pass (plain BatchNorm2d, which saves the
+        # running statistics for its backward) must come after the views' passes, whose operator
+        # declares those buffers as mutated and so bumps their version counters.
+        features: dict[int, torch.Tensor] = {}
+        stages: dict[str, torch.Tensor] = {}
+        for d in [*range(1, domains), 0]:
+            # Domain d alone: the empty chunks before it make the route's sizes [0, ..., 0, B].
+            routing = route_domains(self.model, sizes=[0] * d + [chunks[d].shape[0]]) if self.selective_bn \
+                else contextlib.nullcontext()
+            with routing:
+                features[d], found = self._features(chunks[d], with_stages=d == 0)
+            stages = found if d == 0 else stages
+        main_logits = self.model.forward_head(features[0])
+        aux_logits = [aux(features[d]) for d, aux in enumerate(self.aux_heads, start=1)]
+        return AuxiliaryOutput(main_logits, aux_logits, self._companion_logits(stages, None))
+
+    def forward(self, x: torch.Tensor | Sequence[torch.Tensor]) -> AuxiliaryOutput | torch.Tensor:
+        """Training: :meth:`forward_branches` on the stacked views (a tensor) or the K+1 chunks (a list).
+        Eval: main logits of a clean batch (a list still gives :meth:`forward_branches`)."""
+        if self.training or not isinstance(x, torch.Tensor):
             return self.forward_branches(x)
         features, _ = self._features(x, with_stages=False)
         return self.model.forward_head(features)

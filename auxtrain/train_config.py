@@ -40,7 +40,8 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 # epochs: the LR milestones, the cosine and the stage-two start are computed from it.
 RESUMABLE_CHANGES = {"device", "workers", "data_root", "download", "eval", "eval_size",
                      "eval_corruptions", "eval_severities", "eval_seed", "eval_root", "progress", "out",
-                     "resume", "overwrite", "compile", "log_interval", "logger"}
+                     "resume", "overwrite", "compile", "log_interval", "logger", "channels_last",
+                     "domain_passes"}
 
 
 def _per_dataset(key: str, none: str = "all") -> str:
@@ -160,7 +161,12 @@ class TrainConfig:
     amp: Literal["bf16", "fp16"] | None = _run(None, "mixed precision: bf16, or fp16 (CUDA only); --amp "
                                                "alone is bf16", nargs="?", const="bf16",
                                                default_text="default: off")
-    channels_last: bool = _run(False, "channels-last memory format (faster convolutions on GPUs)")
+    channels_last: Literal["auto", "on", "off"] = _run(
+        "auto", "channels-last memory format; auto: on for CPU and CUDA, where it is faster; "
+        "--channels-last alone is on", nargs="?", const="on")
+    domain_passes: Literal["auto", "stacked", "separate"] = _run(
+        "auto", "the clean batch and its views as one stacked pass, or one pass per domain (same numbers); "
+        "auto: separate on CPU, stacked on GPUs")
     compile: bool = _run(False, "torch.compile the training model")
     out: str | None = _run(None, "run directory", metavar="DIR",
                            default_text="default: runs/<dataset>-<model>-<mode>-<time>")
@@ -197,7 +203,10 @@ class TrainConfig:
                 setattr(cfg, key, value)
         if cfg.eval_size is None and cfg.eval_root is None:
             cfg.eval_size = DATASET_DEFAULTS[self.dataset]["eval_size"]
+        if isinstance(cfg.channels_last, bool):  # config files of older runs say true / false
+            cfg.channels_last = "on" if cfg.channels_last else "off"
         check_choices(cfg)  # mode, head, running_stats, schedule, amp: their Literal annotations
+        _check_domain_passes(cfg)
         checks = [("epochs", isinstance(cfg.epochs, int) and cfg.epochs >= 1, "a positive integer"),
                   ("batch_size", isinstance(cfg.batch_size, int) and cfg.batch_size >= 1, "positive"),
                   ("lr", _finite_positive(cfg.lr), "a positive finite number"),
@@ -298,6 +307,15 @@ def _check_eval(cfg: TrainConfig) -> None:
                          "corruption/severity/class/image folders; build one with `auxtrain make-c`, or "
                          "leave --eval-root out to generate one from the test split")
     select_names(cfg.eval_corruptions, found, root, flags)
+
+
+def _check_domain_passes(cfg: TrainConfig) -> None:
+    """``--domain-passes separate`` needs domains to separate: auxiliary heads with selective BN."""
+    if cfg.domain_passes == "separate" and (cfg.mode != "auxiliary" or not cfg.selective_bn
+                                            or cfg.corruptions.strip().lower() == "none"):
+        raise ValueError("--domain-passes separate runs one pass per selective-BN domain, so it needs "
+                         "--mode auxiliary with --corruptions other than none and selective BN (no "
+                         "--no-selective-bn); use --domain-passes auto or stacked")
 
 
 def _check_stage_two_start(cfg: TrainConfig) -> None:

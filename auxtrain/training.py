@@ -1,11 +1,13 @@
 """The two-stage auxiliary training run: ``fit(TrainConfig(...)) -> RunResult``.
 
-One step flows one way: a clean uint8 batch -> ordinary augmentation on the device -> K corrupted
-views of the same (pixel-aligned) images -> one stacked uint8 batch [clean; view_1; ...; view_K] ->
-AuxiliaryModel (which normalises its input itself) -> AuxiliaryLoss (with the tying and companion
-weights of :class:`~auxtrain.schedule.TrainingSchedule`) -> SGD. ``mode="augment"`` is the naive
-baseline (the views join the main head's batch, no auxiliary heads) and ``corruptions="none"``
-is standard training.
+One step flows one way: a clean uint8 batch -> K corrupted views of the un-augmented images -> the
+same random crop and flip for the clean batch and every view (pixel-aligned) -> AuxiliaryModel
+(which normalises its input itself), as one stacked batch [clean; view_1; ...; view_K] or one pass
+per domain (``--domain-passes``) -> AuxiliaryLoss (with the tying and companion weights of
+:class:`~auxtrain.schedule.TrainingSchedule`) -> SGD. The step itself and the batches built ahead
+in a background thread live in :mod:`auxtrain.train_step`; this module keeps the loop.
+``mode="augment"`` is the naive baseline (the views join the main head's batch, no auxiliary
+heads) and ``corruptions="none"`` is standard training.
 
 Every random choice comes from a generator seeded by (seed, epoch, rank) and the data order is a
 function of (seed, epoch), so a run resumed from its per-epoch checkpoint replays the interrupted
@@ -36,6 +38,7 @@ from auxtrain.run_log import BestModel, RunLog
 from auxtrain.schedule import TrainingSchedule
 from auxtrain.seeding import mix_seed, seeded_generator
 from auxtrain.train_config import DATASET_DEFAULTS, RESUMABLE_CHANGES, TrainConfig
+from auxtrain.train_step import Batches, InputsFn, LossFn, TrainStep, use_channels_last, use_separate_passes
 
 __all__ = ["TrainConfig", "RunResult", "NonFiniteLossError", "fit", "DATASET_DEFAULTS"]
 
@@ -175,6 +178,7 @@ class _Job:
     scaler: Any
     autocast: dict[str, Any]
     is_main: bool                      # rank 0: shows the progress bar
+    step: TrainStep                    # forward (stacked or separate passes), loss, backward, update
     notes: dict[str, Any] = field(default_factory=dict)  # extra config.yaml entries (init weights, ...)
 
     def load_state(self, ckpt: dict[str, Any]) -> None:
@@ -185,7 +189,7 @@ class _Job:
 
     def inputs(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 images on the device in the chosen memory format (the model normalises them)."""
-        return images.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else images
+        return self.step.format(images)
 
 
 def _open_run(cfg: TrainConfig) -> tuple[RunDir, dict[str, Any] | None]:
@@ -245,7 +249,8 @@ def _build(cfg: TrainConfig, ctx: D.DistContext, device: torch.device, spec, num
     net = AuxiliaryModel(backbone, num_branches, head=cfg.head,
                          running_stats=cfg.running_stats, companions=companions,
                          selective_bn=cfg.selective_bn, mean=spec.mean, std=spec.std).to(device)
-    if cfg.channels_last:
+    channels_last = use_channels_last(cfg.channels_last, device)
+    if channels_last:
         net = net.to(memory_format=torch.channels_last)
     # The loss's constant weights are TrainConfig fields of the same names (alpha, beta, ...).
     criterion = AuxiliaryLoss(**{name: getattr(cfg, name) for name in AuxiliaryLoss.OPTIONS})
@@ -263,7 +268,10 @@ def _build(cfg: TrainConfig, ctx: D.DistContext, device: torch.device, spec, num
                 "dtype": torch.float16 if cfg.amp == "fp16" else torch.bfloat16}
     if cfg.selective_bn and not net.selective_bn:  # said in the run's config.yaml (and warned on stderr)
         notes["selective_bn"] = f"off: {type(backbone).__name__} has no BatchNorm2d layer"
-    return _Job(cfg, spec, device, net, train_net, criterion, optimizer, scaler, autocast, ctx.is_main, notes)
+    step = TrainStep(train_net, optimizer, scaler, autocast, channels_last=channels_last,
+                     separate=use_separate_passes(cfg.domain_passes, device, net))
+    return _Job(cfg, spec, device, net, train_net, criterion, optimizer, scaler, autocast, ctx.is_main, step,
+                notes)
 
 
 def _train_loader(cfg: TrainConfig, ctx: D.DistContext, train_ds, epoch: int, device: torch.device):
@@ -285,54 +293,72 @@ def _train_loader(cfg: TrainConfig, ctx: D.DistContext, train_ds, epoch: int, de
 def _train_epoch(job: _Job, loader, gen: torch.Generator, sums: dict[str, float], *, skip: int, epoch: int,
                  schedule: TrainingSchedule, branches, severities, stop: StopFlag) -> int:
     """Train one epoch from batch ``skip`` on, adding to ``sums``; returns the next batch index."""
-    from auxtrain.data import augment_batch, make_views
-
     cfg, net = job.cfg, job.net
     net.train()
     bar = tqdm(total=len(loader), initial=skip, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                disable=not (cfg.progress and job.is_main), dynamic_ncols=True)
+    # Auxiliary mode: main head on the clean chunk. Augment mode: every copy goes to the main head.
+    copies = 1 if net.num_branches or not branches else len(branches) + 1
+    loss = _loss(job, schedule, epoch, copies)
+    batches = Batches(loader, _make_inputs(cfg, branches, severities), gen, job.device, skip=skip)
     step = skip
-    for step, (images, target) in enumerate(loader):  # noqa: B007 (step is returned)
-        if step < skip:
-            continue  # trained before the interruption
-        if stop.requested:
-            break
-        for group in job.optimizer.param_groups:
-            group["lr"] = schedule.lr(epoch, step, len(loader))
-        images = images.to(job.device, non_blocking=True)
-        target = target.to(job.device, non_blocking=True)
-        if cfg.dataset != "imagefolder":  # imagefolder augments per sample in its dataset
-            images = augment_batch(images, gen)
-        views = make_views(images, branches, gen, severities) if branches else []
-        x = job.inputs(torch.cat([images, *views]))
-        # Auxiliary mode: main head on the clean chunk. Augment mode: every copy goes to the main head.
-        y = target if net.num_branches or not views else target.repeat(len(views) + 1)
-        with torch.autocast(**job.autocast):
-            out = job.train_net(x)
-            loss, terms = job.criterion(out.main.float(), [a.float() for a in out.aux], y,
-                                        tying=net.weight_tying_penalty(),
-                                        tying_weight=schedule.tying_weight(epoch), companions=out.companions,
-                                        companion_weight=schedule.companion_weight_at(epoch))
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
-                                     f"stopped. {_diverged_advice(cfg.out)}")
-        job.optimizer.zero_grad(set_to_none=True)
-        job.scaler.scale(loss).backward()
-        job.scaler.step(job.optimizer)
-        job.scaler.update()
-        b = target.shape[0]
-        sums["n"] += b
-        sums["correct"] += (out.main[:b].argmax(1) == target).sum().item()
-        sums["loss"] += loss.item() * b
-        for k, v in terms.items():
-            sums[k] = sums.get(k, 0.0) + float(v.detach()) * b
-        bar.update(1)
-        n = sums["n"]
-        bar.set_postfix(loss=f"{sums['loss'] / n:.3f}", acc=f"{100 * sums['correct'] / n:.1f}")
-    else:
-        step = len(loader)
-    bar.close()
+    try:
+        for step, inputs, target in batches:  # noqa: B007 (step is returned)
+            if stop.requested:
+                batches.rewind()  # the generator as it was before this (untrained) batch's draws
+                break
+            for group in job.optimizer.param_groups:
+                group["lr"] = schedule.lr(epoch, step, len(loader))
+            result = job.step(inputs, target, loss)
+            if not result.finite:
+                raise NonFiniteLossError(f"loss became {result.loss.item()} at epoch {epoch + 1}, step "
+                                         f"{step + 1}; stopped. {_diverged_advice(cfg.out)}")
+            b = target.shape[0]
+            sums["n"] += b
+            sums["correct"] += (result.out.main[:b].argmax(1) == target).sum().item()
+            sums["loss"] += result.loss.item() * b
+            for k, v in result.terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) * b
+            bar.update(1)
+            n = sums["n"]
+            bar.set_postfix(loss=f"{sums['loss'] / n:.3f}", acc=f"{100 * sums['correct'] / n:.1f}")
+        else:
+            step = len(loader)
+    finally:
+        batches.close()
+        bar.close()
     return step
+
+
+def _make_inputs(cfg: TrainConfig, branches, severities) -> InputsFn:
+    """The step's inputs ``[clean, view_1, ..., view_K]`` of a clean uint8 batch on the device.
+
+    The views corrupt the un-augmented images; then the clean batch and every view get the same
+    random crop and flip (no corrupted zero border, views pixel-aligned with the clean images).
+    """
+    from auxtrain.data import augment_with_views, make_views
+
+    def make_inputs(images: torch.Tensor, gen: torch.Generator) -> list[torch.Tensor]:
+        views = (lambda x: make_views(x, branches, gen, severities)) if branches else None
+        if cfg.dataset == "imagefolder":  # augmented per sample in its dataset
+            return [images, *(views(images) if views else [])]
+        return augment_with_views(images, gen, views)
+
+    return make_inputs
+
+
+def _loss(job: _Job, schedule: TrainingSchedule, epoch: int, copies: int) -> LossFn:
+    """AuxiliaryLoss with this epoch's tying and companion weights; ``copies`` labels per image (augment)."""
+    net, criterion = job.net, job.criterion
+    tying_weight, companion_weight = schedule.tying_weight(epoch), schedule.companion_weight_at(epoch)
+
+    def loss(out, target: torch.Tensor):
+        y = target.repeat(copies) if copies > 1 else target
+        return criterion(out.main.float(), [a.float() for a in out.aux], y, tying=net.weight_tying_penalty(),
+                         tying_weight=tying_weight, companions=out.companions,
+                         companion_weight=companion_weight)
+
+    return loss
 
 
 def _diverged_advice(out: str) -> str:

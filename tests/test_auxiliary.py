@@ -233,3 +233,64 @@ def test_model_owns_normalisation_of_uint8_and_unit_float_input():
     assert set(own.state_dict()) == set(bare.state_dict())  # the statistics are not in the state_dict
     with pytest.raises(ValueError, match="mean= and std="):
         AuxiliaryModel(create_model("resnet20", NUM_CLASSES), num_branches=1, mean=mean)
+
+
+# ---------------------------------------------------------------- stacked pass vs separate passes
+
+
+def _one_step(model: AuxiliaryModel, x, y, separate: bool):
+    """Forward (stacked tensor or list of chunks), AuxiliaryLoss in stage two, backward."""
+    k = model.num_branches
+    out = model(list(x.split(x.shape[0] // (k + 1))) if separate else x)
+    loss, terms = AuxiliaryLoss()(out.main, out.aux, y, tying=model.weight_tying_penalty(), tying_weight=1.0,
+                                  companions=out.companions, companion_weight=0.3)
+    loss.backward()
+    return out, loss, terms
+
+
+@pytest.mark.parametrize("kw", [{}, {"head": "attention", "companions": ["layer2"]},
+                                {"running_stats": "per_domain"}])
+def test_separate_passes_equal_the_stacked_pass(kw):
+    """Same outputs, losses, gradients and running statistics (float64), over two steps."""
+    k, b = 2, 4
+    stacked = _wrapped(k, **kw).double().train()
+    separate = copy.deepcopy(stacked)
+    x = _stacked(k, b=b).double()
+    x[b:] = x[b:] * 3.0 + 1.0  # views with statistics of their own
+    y = torch.arange(b) % NUM_CLASSES
+    for _ in range(2):
+        (out_a, loss_a, terms_a), (out_b, loss_b, terms_b) = (
+            _one_step(m, x, y, separate=m is separate) for m in (stacked, separate))
+        torch.testing.assert_close(loss_b, loss_a, rtol=1e-12, atol=1e-12)
+        assert terms_a.keys() == terms_b.keys()
+        for name in terms_a:
+            torch.testing.assert_close(terms_b[name], terms_a[name], rtol=1e-12, atol=1e-12)
+        for a, c in zip([out_a.main, *out_a.aux, *out_a.companions.values()],
+                        [out_b.main, *out_b.aux, *out_b.companions.values()], strict=True):
+            torch.testing.assert_close(c, a, rtol=1e-12, atol=1e-12)
+        for (name, p), q in zip(stacked.named_parameters(), separate.parameters(), strict=True):
+            assert (p.grad is None) == (q.grad is None), name
+            if p.grad is not None:
+                torch.testing.assert_close(q.grad, p.grad, rtol=1e-10, atol=1e-12, msg=name)
+            p.grad = q.grad = None
+    buffers_a, buffers_b = dict(stacked.named_buffers()), dict(separate.named_buffers())
+    assert buffers_a.keys() == buffers_b.keys()
+    for name, value in buffers_a.items():  # clean (or per-domain) running statistics, batch counts
+        torch.testing.assert_close(buffers_b[name], value, rtol=1e-12, atol=1e-12, msg=name)
+    # The clean running statistics are the clean chunk's alone: a plain model fed only it agrees.
+    torch.manual_seed(0)
+    plain = create_model("resnet20", NUM_CLASSES).double().train()
+    for _ in range(2):
+        plain(x[:b])
+    for name, value in plain.state_dict().items():
+        if "running" in name:
+            torch.testing.assert_close(buffers_b["model." + name], value, rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_separate_passes_need_one_chunk_per_domain_and_selective_bn():
+    model = _wrapped(2).train()
+    with pytest.raises(ValueError, match="got 2 chunks for num_branches \\+ 1 = 3"):
+        model([torch.randn(4, 3, 16, 16)] * 2)
+    shared = _wrapped(2, selective_bn=False).train()
+    with pytest.raises(ValueError, match="separate passes need selective BN"):
+        shared([torch.randn(4, 3, 16, 16)] * 3)

@@ -128,7 +128,7 @@ def test_mid_epoch_ctrl_c_saves_and_resume_ends_bit_identical(tmp_path, monkeypa
 
     def make_views_then_ctrl_c(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 2:  # during the second of three steps
+        if len(calls) == 2:  # building batch 2's views, while batch 1 of 3 trains
             os.kill(os.getpid(), signal.SIGINT)
         return real_make_views(*args, **kwargs)
 
@@ -136,7 +136,9 @@ def test_mid_epoch_ctrl_c_saves_and_resume_ends_bit_identical(tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         fit(_tiny(tmp_path, "interrupted", **options))
     ckpt = torch.load(tmp_path / "interrupted" / "checkpoint_last.pt", weights_only=True)
-    assert (ckpt["epoch"], ckpt["step"]) == (0, 2)
+    # Stopped before batch 2 (0-based 1): its views were drawn ahead, so the checkpoint's generator
+    # state must be the one from before those draws for the resumed run to be bit-identical.
+    assert (ckpt["epoch"], ckpt["step"]) == (0, 1)
     assert not (tmp_path / "interrupted" / "model_plain.pt").exists()
     monkeypatch.setattr(data, "make_views", real_make_views)
     resumed = fit(_tiny(tmp_path, "interrupted", resume=True, **options))
@@ -248,3 +250,79 @@ def test_val_size_run_reports_on_corrupted_validation_images(tmp_path, monkeypat
     val = _datasets(cfg.resolved())[1]
     assert torch.equal(seen[0], torch.stack([val[i][0] for i in range(len(val))]))
     assert "validation split" in (result.run_dir / "report.md").read_text()
+
+
+# ---------------------------------------------------------------- the step: passes, memory format, batches
+
+
+def test_domain_passes_and_channels_last_resolve_per_device():
+    from auxtrain.auxiliary import AuxiliaryModel
+    from auxtrain.models import create_model
+    from auxtrain.train_step import use_channels_last, use_separate_passes
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    aux = AuxiliaryModel(create_model("resnet20", 4), 2)
+    plain = AuxiliaryModel(create_model("resnet20", 4), 0)
+    assert use_separate_passes("auto", cpu, aux) and not use_separate_passes("auto", cuda, aux)
+    assert use_separate_passes("separate", cuda, aux) and not use_separate_passes("stacked", cpu, aux)
+    assert not use_separate_passes("auto", cpu, plain)  # one domain: nothing to separate
+    with pytest.raises(ValueError, match="--domain-passes separate needs auxiliary heads"):
+        use_separate_passes("separate", cpu, plain)
+    assert use_channels_last("auto", cpu) and use_channels_last("auto", cuda)
+    assert not use_channels_last("off", cuda) and use_channels_last("on", torch.device("mps"))
+    assert not use_channels_last("auto", torch.device("mps"))
+
+
+def test_channels_last_of_older_configs_and_domain_passes_are_checked():
+    from auxtrain.training import TrainConfig
+
+    assert TrainConfig(**TINY, channels_last=True).resolved().channels_last == "on"  # config.yaml of old runs
+    assert TrainConfig(**TINY, channels_last=False).resolved().channels_last == "off"
+    with pytest.raises(ValueError, match="channels_last must be one of auto, on, off"):
+        TrainConfig(**TINY, channels_last="yes").resolved()
+    for kw in ({"mode": "augment"}, {"corruptions": "none"}, {"selective_bn": False}):
+        with pytest.raises(ValueError, match="--domain-passes separate runs one pass per selective-BN"):
+            TrainConfig(**TINY, domain_passes="separate", **kw).resolved()
+
+
+def test_batches_built_ahead_equal_a_plain_loop_and_rewind_restores_the_generator():
+    from auxtrain.train_step import Batches
+
+    data = [(torch.full((2, 3, 4, 4), i, dtype=torch.uint8), torch.tensor([i, i])) for i in range(5)]
+
+    def make_inputs(images, gen):
+        return [images, images + torch.randint(0, 9, images.shape, generator=gen, dtype=torch.uint8)]
+
+    runs = {}
+    for background in (False, True):
+        gen = torch.Generator().manual_seed(0)
+        batches = Batches(data, make_inputs, gen, torch.device("cpu"), background=background)
+        runs[background] = [(step, [v.clone() for v in inputs], target) for step, inputs, target in batches]
+    assert [r[0] for r in runs[True]] == [0, 1, 2, 3, 4]
+    for (s0, x0, t0), (s1, x1, t1) in zip(runs[False], runs[True], strict=True):
+        assert s0 == s1 and torch.equal(t0, t1)
+        assert all(torch.equal(a, b) for a, b in zip(x0, x1, strict=True))
+    # Leave after receiving batch 3 (untrained): the generator goes back to before its draws.
+    gen = torch.Generator().manual_seed(0)
+    batches = Batches(data, make_inputs, gen, torch.device("cpu"))
+    for step, _, _ in batches:
+        if step == 3:
+            batches.rewind()
+            break
+    resumed = Batches(data, make_inputs, gen, torch.device("cpu"), skip=3)  # batches 0-2 trained: no draws
+    after = [(step, inputs[1]) for step, inputs, _ in resumed]
+    assert [step for step, _ in after] == [3, 4]
+    assert all(torch.equal(a, r[1][1]) for (_, a), r in zip(after, runs[False][3:], strict=True))
+
+
+def test_separate_domain_passes_train_like_the_stacked_pass(tmp_path):
+    """A tiny run trains alike either way; float32 rounding differs (test_auxiliary checks float64)."""
+    from auxtrain.training import fit
+
+    options = {"corruptions": "gaussian_noise,defocus_blur", "channels_last": "off"}
+    stacked = fit(_tiny(tmp_path, "stacked", domain_passes="stacked", **options))
+    separate = fit(_tiny(tmp_path, "separate", domain_passes="separate", **options))
+    a, b = _weights(stacked.model_path), _weights(separate.model_path)
+    for k in a:
+        torch.testing.assert_close(b[k].double(), a[k].double(), rtol=1e-3, atol=5e-4, msg=k)
+    assert separate.metrics[0]["loss"] == pytest.approx(stacked.metrics[0]["loss"], rel=1e-5)

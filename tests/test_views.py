@@ -116,3 +116,38 @@ def test_make_views_errors():
         make_views(x, [("fgo",)], torch.Generator())
     with pytest.raises(ValueError, match="outside"):
         make_views(x, [("fog",)], torch.Generator(), severities=(0,))
+
+
+# ---------------------------------------------------------------- views of a randomly cropped batch
+
+
+def test_views_are_corrupted_before_the_crop_so_the_zero_border_stays_clean():
+    """Noise and blur corrupt the un-augmented images: the crop's zero padding stays zero in every view."""
+    from auxtrain.data import augment_with_views
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(1, 256, (64, 3, 16, 16), dtype=torch.uint8, generator=g)  # no zero pixel of its own
+    gen = torch.Generator().manual_seed(5)
+    clean, *views = augment_with_views(x, gen, lambda im: make_views(im, [NOISE, BLUR], gen, severities=(5,)),
+                                       crop_padding=4)
+    padding = clean == 0
+    assert padding.float().mean() > 0.05  # most of the 64 crops are shifted: a border to test
+    for view in views:
+        assert torch.equal(view[padding], torch.zeros_like(view[padding]))
+        assert (view[~padding] != clean[~padding]).float().mean() > 0.5  # the images are corrupted
+
+
+def test_views_of_a_cropped_batch_stay_pixel_aligned_with_the_clean_images():
+    """The same crop and flip for the clean batch and every view: a per-pixel corruption commutes with it."""
+    from auxtrain.data import augment_batch, augment_with_views
+
+    x = _images(32).clamp_(min=1)  # zero only in the padding
+    gen = torch.Generator().manual_seed(9)
+    clean, view = augment_with_views(x, gen, lambda im: [corruptions.corrupt(im, "brightness", severity=4)])
+    # The crops are drawn first, from the same stream as augment_batch: the clean batch is unchanged.
+    assert torch.equal(clean, augment_batch(x, torch.Generator().manual_seed(9)))
+    inside = clean != 0  # pixels of the image, not the padding
+    expected = corruptions.corrupt(clean, "brightness", severity=4)  # brightness is per pixel
+    assert inside.float().mean() > 0.5
+    assert torch.equal(view[inside], expected[inside])
+    assert torch.equal(view[~inside], clean[~inside])  # zero padding, as in the clean image

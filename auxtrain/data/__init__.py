@@ -3,7 +3,7 @@
 from ._base import ArrayDataset, DatasetNotFoundError, DatasetSpec
 from ._factory import DATASET_NAMES, build_datasets
 from ._safe_pickle import RestrictedUnpickler, UnsafePickleError, safe_load
-from .augment import augment_batch
+from .augment import augment_batch, augment_with_views
 from .cifar import CIFAR10, CIFAR100
 from .image_folder import ImageFolderDataset
 from .loaders import make_loader
@@ -19,7 +19,7 @@ __all__ = [
     # _safe_pickle
     "RestrictedUnpickler", "UnsafePickleError", "safe_load",
     # augment
-    "augment_batch",
+    "augment_batch", "augment_with_views",
     # cifar
     "CIFAR10", "CIFAR100",
     # image_folder

@@ -6,10 +6,11 @@ A *branch* is a set of corruptions; each auxiliary head sees one branch's view o
 these joined by ``+`` (their union, e.g. ``gaussian_noise+defocus_blur``). ``none`` alone means
 no branch (standard training).
 
-:func:`make_views` corrupts the *same* (already augmented) images once per branch, so all views
-are pixel-aligned with the clean batch: each image independently draws one member of the branch
-and one severity. The corruption engine (``corruptions.corrupt``) runs once per drawn member on
-the group of images that drew it; there is no loop over images.
+:func:`make_views` corrupts the *same* images once per branch, so all views are pixel-aligned
+with the clean batch (training corrupts the un-augmented images, then crops and flips the clean
+batch and every view alike: :func:`auxtrain.data.augment_with_views`): each image independently
+draws one member of the branch and one severity. The corruption engine (``corruptions.corrupt``)
+runs once per drawn member on the group of images that drew it; there is no loop over images.
 """
 
 from __future__ import annotations
@@ -77,8 +78,7 @@ def make_views(
     """One corrupted copy of ``images`` per branch, pixel-aligned with ``images``.
 
     Args:
-        images: (B, 3, H, W) uint8 (or float in [0, 1]) batch on any device, after the ordinary
-            augmentation; it is not modified.
+        images: (B, 3, H, W) uint8 (or float in [0, 1]) batch on any device; it is not modified.
         branches: as returned by :func:`parse_branches` (or branch-syntax text).
         generator: every random draw (member, severity, corruption noise) comes from it, on its
             device: the same generator state gives the same views.
