@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from auxtrain.config import check_choices
-from auxtrain.schedule import Schedule
+from auxtrain.schedule import Schedule, TyingScale
 
 __all__ = ["TrainConfig", "DATASET_DEFAULTS", "MODES", "RESUMABLE_CHANGES", "saved_run_options"]
 
@@ -124,6 +124,9 @@ class TrainConfig:
     beta: float = _aux(0.05, "weight of the self-distillation (KL) term")
     temperature: float = _aux(1.0, "distillation temperature T", metavar="T")
     gamma: float = _aux(1.0, "weight-tying coefficient in stage two (0 in stage one)")
+    tying_scale: TyingScale = _aux("step_lr", "step_lr: under cosine/constant LR, scale --gamma by the step "
+                                   "schedule's LR over this one's, so lr x gamma matches the authors' "
+                                   "recipe; none: --gamma as given")
     stage_two_start: int | None = _aux(None, "first epoch (0-based, below --epochs) of stage two",
                                        metavar="EPOCH",
                                        default_text="default: 6/7 of the epochs, rounded; 2 or 3 "

@@ -209,7 +209,7 @@ def _datasets(cfg: TrainConfig):
 
 def _schedule(cfg: TrainConfig) -> TrainingSchedule:
     return TrainingSchedule(cfg.epochs, cfg.lr, cfg.schedule, cfg.warmup_epochs, cfg.stage_two_start,
-                            cfg.gamma, cfg.companion_weight, cfg.companion_decay)
+                            cfg.gamma, cfg.companion_weight, cfg.companion_decay, cfg.tying_scale)
 
 
 def _build(cfg: TrainConfig, ctx: D.DistContext, device: torch.device, spec, num_branches: int) -> _Job:
