@@ -22,7 +22,7 @@ from auxtrain.schedule import Schedule, TyingScale
 
 __all__ = ["TrainConfig", "DATASET_DEFAULTS", "MODES", "RESUMABLE_CHANGES", "saved_run_options"]
 
-Mode = Literal["auxiliary", "augment"]
+Mode = Literal["auxiliary", "augment", "augmix"]
 MODES: tuple[str, ...] = get_args(Mode)
 
 # The authors' CIFAR recipe.
@@ -40,7 +40,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 # epochs: the LR milestones, the cosine and the stage-two start are computed from it.
 RESUMABLE_CHANGES = {"device", "workers", "data_root", "download", "eval", "eval_size",
                      "eval_corruptions", "eval_severities", "eval_seed", "eval_root", "progress", "out",
-                     "resume", "overwrite", "compile"}
+                     "resume", "overwrite", "compile", "bn_adapt", "bn_prior"}
 
 
 def _per_dataset(key: str, none: str = "all") -> str:
@@ -115,14 +115,19 @@ class TrainConfig:
                                         metavar="LOSS")
     companion_decay: bool = _model(True, "fade the companion weight linearly to 0 over the run")
 
-    mode: Mode = _aux("auxiliary", "auxiliary heads with selective BN, or the naive augment baseline "
-                      "(the corrupted copies join the main head's batch)")
-    corruptions: str = _aux("noise,blur", "one branch per comma item: family, name, or a+b; 'none' = "
-                            "standard training", metavar="BRANCHES")
+    mode: Mode = _aux("auxiliary", "auxiliary heads with selective BN, the naive augment baseline "
+                      "(the corrupted copies join the main head's batch), or augmix: the AugMix baseline "
+                      "(Hendrycks et al.: two AugMix views, Jensen-Shannon consistency, no branches)")
+    corruptions: str | None = _aux(None, "one branch per comma item: family, name, or a+b; the training "
+                                   "views augmix, authors (or authors_blur, _noise, _jitter, _rotate); "
+                                   "'none' = standard training", metavar="BRANCHES",
+                                   default_text="default: noise,blur; none with --mode augmix")
     severities: str = _aux("1-5", "severities drawn per image, e.g. 1-5 or 3 or 1,3,5", metavar="S")
     alpha: float = _aux(0.05, "weight of the auxiliary heads' cross-entropy")
     beta: float = _aux(0.05, "weight of the self-distillation (KL) term")
     temperature: float = _aux(1.0, "distillation temperature T", metavar="T")
+    jsd_weight: float = _aux(12.0, "--mode augmix: weight of the Jensen-Shannon consistency term (the "
+                             "paper's 12)", metavar="W")
     gamma: float = _aux(1.0, "weight-tying coefficient in stage two (0 in stage one)")
     tying_scale: TyingScale = _aux("step_lr", "step_lr: under cosine/constant LR, scale --gamma by the step "
                                    "schedule's LR over this one's, so lr x gamma matches the authors' "
@@ -167,6 +172,10 @@ class TrainConfig:
     eval_corruptions: str = _eval("all", "corruptions evaluated (all, common, extra, or a family)",
                                   metavar="SUBSET")
     eval_severities: str = _eval("1-5", "severities evaluated", metavar="S")
+    bn_adapt: bool = _eval(False, "also report BN-adapted errors (Schneider et al. 2020: each test batch's "
+                           "statistics mixed with the running ones), beside the standard numbers")
+    bn_prior: float = _eval(16.0, "--bn-adapt prior strength N: statistics = N/(N+n) running + n/(N+n) "
+                            "batch, n the batch size (0: batch only, inf: running only)", metavar="N")
     # Fixed apart from `seed`, so that runs of any seed are compared on the same images.
     eval_seed: int = _eval(0, "seed of the generated -C set (the same images whatever --seed)",
                            metavar="SEED")
@@ -181,6 +190,8 @@ class TrainConfig:
                 setattr(cfg, key, value)
         if cfg.eval_size is None and cfg.eval_root is None:
             cfg.eval_size = DATASET_DEFAULTS[self.dataset]["eval_size"]
+        if cfg.corruptions is None:  # AugMix trains on its own views, the other modes on noise and blur
+            cfg.corruptions = "none" if cfg.mode == "augmix" else "noise,blur"
         check_choices(cfg)  # mode, head, running_stats, schedule, amp: their Literal annotations
         checks = [("epochs", isinstance(cfg.epochs, int) and cfg.epochs >= 1, "a positive integer"),
                   ("batch_size", isinstance(cfg.batch_size, int) and cfg.batch_size >= 1, "positive"),
@@ -200,6 +211,7 @@ class TrainConfig:
             raise ValueError("--val-size reports on corrupted copies of the validation images, but "
                              "--eval-root points at a test-set -C folder; drop one of the two")
         _check_eval(cfg)
+        _check_augmix(cfg)
         if cfg.out is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             cfg.out = str(Path("runs") / f"{cfg.dataset}-{cfg.model}-{cfg.mode}-{stamp}")
@@ -269,6 +281,19 @@ def _check_eval(cfg: TrainConfig) -> None:
                          "corruption/severity/class/image folders; build one with `auxtrain make-c`, or "
                          "leave --eval-root out to generate one from the test split")
     select_names(cfg.eval_corruptions, found, root, flags)
+
+
+def _check_augmix(cfg: TrainConfig) -> None:
+    """``--mode augmix`` trains without branches; ``--jsd-weight`` and ``--bn-prior`` are >= 0."""
+    if cfg.mode == "augmix" and cfg.corruptions.strip().lower() != "none":
+        raise ValueError(f"--mode augmix trains the main head on two AugMix views, not on branches, but "
+                         f"--corruptions is {cfg.corruptions!r}; leave --corruptions out (or pass none), "
+                         "or use --mode auxiliary --corruptions augmix for AugMix views through an "
+                         "auxiliary head")
+    for name in ("jsd_weight", "bn_prior"):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise ValueError(f"{_flag(name)} {value!r} must be a number, 0 or more")
 
 
 def _check_stage_two_start(cfg: TrainConfig) -> None:

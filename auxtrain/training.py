@@ -78,6 +78,8 @@ def fit(config: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | Non
         # Check the run directory and read the checkpoint (rank 0) before anything is built or written.
         run, ckpt = D.run_on_main(lambda: _open_run(cfg), ctx)
         branches = data.parse_branches(cfg.corruptions)  # [] for "none"
+        if cfg.mode == "augmix":  # the two AugMix views of the JSD loss, through the main head
+            branches = [("augmix",), ("augmix",)]
         severities = corruptions.parse_severities(cfg.severities, what="--severities")
         train_ds, test_ds, spec = _datasets(cfg)
         schedule = _schedule(cfg)
@@ -282,10 +284,12 @@ def _train_epoch(job: _Job, loader, gen: torch.Generator, sums: dict[str, float]
         views = make_views(images, branches, gen, severities) if branches else []
         x = job.inputs(torch.cat([images, *views]))
         # Auxiliary mode: main head on the clean chunk. Augment mode: every copy goes to the main head.
-        y = target if net.num_branches or not views else target.repeat(len(views) + 1)
+        jsd = cfg.mode == "augmix"  # AugMix: CE on the clean chunk, JSD over it and its two views
+        y = target if net.num_branches or not views or jsd else target.repeat(len(views) + 1)
         with torch.autocast(**job.autocast):
             out = job.train_net(x)
-            loss, terms = job.criterion(out.main.float(), [a.float() for a in out.aux], y,
+            main, *mixed = out.main.float().chunk(len(views) + 1) if jsd else (out.main.float(),)
+            loss, terms = job.criterion(main, [a.float() for a in out.aux], y, consistency=mixed,
                                         tying=net.weight_tying_penalty(),
                                         tying_weight=schedule.tying_weight(epoch), companions=out.companions,
                                         companion_weight=schedule.companion_weight_at(epoch))
@@ -352,7 +356,9 @@ def _finish(cfg: TrainConfig, run: RunDir, job: _Job, branches, test_ds, test_lo
 
     if math.isnan(result.test_acc):  # resumed after the last epoch: measure again
         result.test_acc = _accuracy(job, test_loader)
-    seen = [name for branch in branches for name in branch]  # parse_branches keeps names unique
+    from auxtrain.data.views import seen_corruptions
+
+    seen = seen_corruptions(branches)  # the test corruptions trained on (parse_branches: once each)
     spec = job.spec
     meta = {"dataset": cfg.dataset, "image_size": spec.image_size, "mode": cfg.mode, "seed": cfg.seed,
             "corruptions": cfg.corruptions if branches else "none", "seen_corruptions": seen,
@@ -377,7 +383,9 @@ def _robustness(cfg: TrainConfig, run: RunDir, test_ds, device: torch.device, se
         ds = seeded_subset(test_ds, cfg.eval_size, cfg.eval_seed)
         images, labels = zip(*(ds[i] for i in range(len(ds))), strict=True)
         generate_from = (torch.stack(images), torch.as_tensor(labels))
-    method = f"{cfg.mode}, corruptions: {cfg.corruptions}" if seen else "standard training"
+    trained_on = cfg.corruptions.strip().lower() != "none"  # any branch, corruptions or training views
+    method = f"{cfg.mode}, corruptions: {cfg.corruptions}" if trained_on else "standard training"
+    method = "AugMix with Jensen-Shannon consistency" if cfg.mode == "augmix" else method
     method += "; validation split" if cfg.val_size else ""
     result = evaluate(load_model(run.model_path, device=device), cfg.eval_root, generate_from=generate_from,
                       corruptions=cfg.eval_corruptions, severities=cfg.eval_severities, seed=cfg.eval_seed,
