@@ -74,6 +74,11 @@ class EvalConfig:
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N", _EVAL, "DEV")
     out: str | None = _opt(None, "report folder (created if missing); required", _EVAL, "DIR")
     title: str | None = _opt(None, "report title (default: the checkpoint path)", _EVAL)
+    bn_adapt: bool = _opt(False, "also report BN-adapted errors (Schneider et al. 2020: each test batch's "
+                                 "statistics mixed with the running ones), beside the standard numbers",
+                          _EVAL)
+    bn_prior: float = _opt(16.0, "--bn-adapt prior strength N: statistics = N/(N+n) running + n/(N+n) "
+                                 "batch, n = --batch-size (0: batch only, inf: running only)", _EVAL, "N")
     progress: bool = _opt(True, "progress bar", _EVAL)
 
     def check(self) -> "EvalConfig":
@@ -81,6 +86,10 @@ class EvalConfig:
         _check_common(self, ("batch_size", "test_size"), ("checkpoint", "out"))
         if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 0:
             raise ValueError(f"--workers {self.workers!r} must be 0 or a positive integer")
+        if isinstance(self.bn_prior, bool) or not isinstance(self.bn_prior, (int, float)) \
+                or not self.bn_prior >= 0:
+            raise ValueError(f"--bn-prior {self.bn_prior!r} must be a number, 0 or more (inf: running "
+                             "statistics only)")
         for name in ("dataset", "clean_dataset"):
             value = getattr(self, name)
             if value is not None and value not in CLEAN_DATASETS:

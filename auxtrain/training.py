@@ -392,5 +392,5 @@ def _robustness(cfg: TrainConfig, run: RunDir, test_ds, device: torch.device, se
                       device=device, workers=cfg.workers, progress=cfg.progress, seen=seen,
                       title=f"{cfg.dataset} {cfg.model} ({method})", out_dir=run.path,
                       flags={"root": "--eval-root", "corruptions": "--eval-corruptions",
-                             "severities": "--eval-severities"})
+                             "severities": "--eval-severities"}, bn_adapt=cfg.bn_adapt, bn_prior=cfg.bn_prior)
     return result.errors
