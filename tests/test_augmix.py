@@ -130,3 +130,35 @@ def test_augmix_mode_refuses_corruption_branches():
         TrainConfig(mode="augmix", corruptions="noise").resolved()
     with pytest.raises(ValueError, match="--jsd-weight"):
         TrainConfig(mode="augmix", jsd_weight=-1.0).resolved()
+
+
+def test_augmix_mode_ctrl_c_and_resume_ends_bit_identical(tmp_path, monkeypatch):
+    """The AugMix views come from the run's generator: a run interrupted mid-epoch resumes exactly."""
+    import os
+    import signal
+
+    import auxtrain.data.augmix as augmix_module
+    from auxtrain.export import load_model
+    from auxtrain.training import TrainConfig, fit
+
+    options = {**TINY, "train_size": 96, "mode": "augmix"}
+    reference = fit(TrainConfig(**options, out=str(tmp_path / "reference")))
+    real_augmix, calls = augmix_module.augmix, []
+
+    def augmix_then_ctrl_c(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # the first view of the second of three steps
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_augmix(*args, **kwargs)
+
+    monkeypatch.setattr(augmix_module, "augmix", augmix_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        fit(TrainConfig(**options, out=str(tmp_path / "interrupted")))
+    ckpt = torch.load(tmp_path / "interrupted" / "checkpoint_last.pt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["step"]) == (0, 2)  # mid-epoch: the third step is replayed on resume
+    monkeypatch.setattr(augmix_module, "augmix", real_augmix)
+    resumed = fit(TrainConfig(**options, out=str(tmp_path / "interrupted"), resume=True))
+    a = load_model(reference.model_path).state_dict()
+    b = load_model(resumed.model_path).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.metrics[0]["jsd"] == pytest.approx(reference.metrics[0]["jsd"], rel=1e-12)
