@@ -186,6 +186,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         print(f"\nnot in {result.root}: {', '.join(result.errors.attrs['missing'])}")
     print(f"\nreport written to {out}/ (errors.csv, accuracy.csv, unaggregated_results.csv, report.csv, "
           f"summary.json, report.md"
+          f"{', errors_bn_adapted.csv' if result.errors_bn_adapted is not None else ''}"
           f"{', report.png' if (out / 'report.png').is_file() else ''})")
     return 0
 

@@ -91,6 +91,12 @@ class EvalConfig:
     out: str | None = _opt(None, "report folder (created if missing); required", _EVAL, "DIR")
     title: str | None = _opt(None, "report title (default: the checkpoint path, or the model, weights and "
                                    "normalisation)", _EVAL)
+    title: str | None = _opt(None, "report title (default: the checkpoint path)", _EVAL)
+    bn_adapt: bool = _opt(False, "also report BN-adapted errors (Schneider et al. 2020: each test batch's "
+                                 "statistics mixed with the running ones), beside the standard numbers",
+                          _EVAL)
+    bn_prior: float = _opt(16.0, "--bn-adapt prior strength N: statistics = N/(N+n) running + n/(N+n) "
+                                 "batch, n = --batch-size (0: batch only, inf: running only)", _EVAL, "N")
     progress: bool = _opt(True, "progress bar", _EVAL)
 
     def check(self) -> "EvalConfig":
@@ -108,6 +114,10 @@ class EvalConfig:
                              "--checkpoint carries its own")
         if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 0:
             raise ValueError(f"--workers {self.workers!r} must be 0 or a positive integer")
+        if isinstance(self.bn_prior, bool) or not isinstance(self.bn_prior, (int, float)) \
+                or not self.bn_prior >= 0:
+            raise ValueError(f"--bn-prior {self.bn_prior!r} must be a number, 0 or more (inf: running "
+                             "statistics only)")
         for name in ("dataset", "clean_dataset"):
             value = getattr(self, name)
             if value is not None and value not in CLEAN_DATASETS:

@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ class EvalResult:
     summary: dict[str, Any]     # the numbers of :func:`auxtrain.metrics.mce` (+ title, missing_requested)
     out_dir: Path | None        # the report folder (None: no files were written)
     root: Path                  # the -C set evaluated (a generated one lives in out_dir/corrupted_test)
+    errors_bn_adapted: pd.DataFrame | None = None  # with bn_adapt: the same table, BN-adapted statistics
 
 
 def _device(device: str | torch.device | None, model: nn.Module | None = None) -> torch.device:
@@ -102,6 +104,7 @@ def corruption_errors(
     workers: int = 0,
     flags: Mapping[str, str] | None = None,
     distributed: DistContext | None = None,
+    bn_prior: float | None = None,
 ) -> pd.DataFrame:
     """Top-1 error (percent) of ``model`` per (corruption, severity) of the -C set at ``root``.
 
@@ -128,6 +131,8 @@ def corruption_errors(
             "severities" (default: the ``auxtrain eval`` flags --data-root, --corruptions, ...).
         distributed: under torchrun, the context of :func:`auxtrain.distributed.init_distributed`:
             every rank evaluates its share of the sets and every rank gets the whole table.
+        bn_prior: None for the model's running BN statistics; a prior N (0 to inf) for test-time
+            BN adaptation (:mod:`auxtrain.bn_adapt`), recorded in ``errors.attrs["bn_statistics"]``.
 
     Returns:
         DataFrame with columns corruption, severity, error, n (clean row first when present).
@@ -161,9 +166,12 @@ def corruption_errors(
 
     was_training = model.training
     model = model.to(dev).eval()
+    from auxtrain.bn_adapt import bn_adapted, describe
+
     try:
-        counts = count_correct(model, [jobs[k][2] for k in mine], batch_size, dev,
-                               workers if isinstance(data, FolderCorruptedSet) else 0, on_block=done)
+        with bn_adapted(model, bn_prior) if bn_prior is not None else contextlib.nullcontext():
+            counts = count_correct(model, [jobs[k][2] for k in mine], batch_size, dev,
+                                   workers if isinstance(data, FolderCorruptedSet) else 0, on_block=done)
     finally:
         bar.close()
         model.train(was_training)
@@ -175,6 +183,7 @@ def corruption_errors(
     errors = pd.DataFrame(rows, columns=list(COLUMNS))
     errors.attrs["missing"] = list(data.missing)
     errors.attrs["root"] = str(root)
+    errors.attrs["bn_statistics"] = "running" if bn_prior is None else describe(bn_prior, batch_size)
     return errors
 
 
@@ -268,6 +277,8 @@ def evaluate(
     out_dir: str | os.PathLike | None = None,
     flags: Mapping[str, str] | None = None,
     distributed: DistContext | None = None,
+    bn_adapt: bool = False,
+    bn_prior: float = 16.0,
 ) -> EvalResult:
     """Errors of ``model`` on a -C set, the summary, and (with ``out_dir``) the report files.
 
@@ -283,6 +294,8 @@ def evaluate(
     so a bad path fails fast; report files are written only after every number is known.
     ``distributed`` (under torchrun): the ranks share the generation and the sets, and rank 0
     alone writes the report (the other ranks get ``out_dir`` None).
+    ``bn_adapt`` evaluates a second time with test-time BN adaptation of prior ``bn_prior``
+    (:mod:`auxtrain.bn_adapt`) and reports those numbers beside, never instead of, the standard ones.
     """
     ctx = distributed or DistContext()
     flags = {**FLAGS, **(flags or {})}
@@ -290,6 +303,10 @@ def evaluate(
         raise ValueError(f"pass either {flags['root']} (an existing -C set) or clean images to generate "
                          f"one from, not {'both' if root is not None else 'neither'}")
     base = read_errors(baseline) if baseline is not None else None
+    if bn_adapt:  # a model without BN, or a bad prior, fails before any compute
+        from auxtrain.bn_adapt import adaptable_layers
+
+        adaptable_layers(model, bn_prior)
     if generate_from is not None:
         if cache_dir is None and out_dir is None:
             raise ValueError("generating a -C set needs cache_dir or out_dir to cache it in")
@@ -301,13 +318,16 @@ def evaluate(
                                           flags=flags, distributed=ctx.enabled)
     errors = corruption_errors(model, root, corruptions, severities, batch_size, device, clean, progress,
                                workers=workers, flags=flags, distributed=ctx)
+    adapted = None if not bn_adapt else corruption_errors(
+        model, root, corruptions, severities, batch_size, device, clean, progress, workers=workers,
+        flags=flags, distributed=ctx, bn_prior=bn_prior)
     if not ctx.is_main:
         out_dir = None
     if out_dir is not None:
-        summary = write_report(errors, out_dir, baseline=base, seen=seen, title=title)
+        summary = write_report(errors, out_dir, baseline=base, seen=seen, title=title, bn_adapted=adapted)
     else:
-        summary = build_summary(errors, baseline=base, seen=seen, title=title)
-    return EvalResult(errors, summary, None if out_dir is None else Path(out_dir), Path(root))
+        summary = build_summary(errors, baseline=base, seen=seen, title=title, bn_adapted=adapted)
+    return EvalResult(errors, summary, None if out_dir is None else Path(out_dir), Path(root), adapted)
 
 
 def run_eval(cfg: EvalConfig) -> EvalResult:
@@ -344,7 +364,7 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
                     batch_size=cfg.batch_size, device=device, workers=cfg.workers, progress=cfg.progress,
                     clean=clean, baseline=baseline, seen=seen_corruptions(model.meta),
                     title=cfg.title or f"Corruption robustness of {describe(model) or source}", out_dir=out,
-                    distributed=ctx)
+                    distributed=ctx, bn_adapt=cfg.bn_adapt, bn_prior=cfg.bn_prior)
 
 
 def _eval_context(device: str) -> tuple[DistContext, torch.device]:

@@ -8,6 +8,10 @@ copy of the same images (method.md, section 1)::
       + gamma(t) * weight_tying_penalty(main_head, aux_heads)
       + w(t) * sum_m companion_loss(companion_m, y, threshold)
 
+AugMix (Hendrycks et al. 2020) replaces the auxiliary terms by a consistency term over the main
+head's logits on the clean image and its AugMix views: ``L = CE(z0, y) + jsd_weight *
+jensen_shannon([z0, z_aug1, z_aug2])`` (the paper's lambda = 12).
+
 ``gamma(t)`` is 0 in stage one and ``gamma`` in stage two; ``w(t)`` is the companion weight,
 optionally decayed linearly over training; both come from :mod:`auxtrain.schedule`.
 """
@@ -26,12 +30,13 @@ __all__ = [
     "weight_tying_penalty",
     "tied_parameter_pairs",
     "companion_loss",
+    "jensen_shannon",
     "AuxiliaryLoss",
 ]
 
 # The names of the loss terms, in logging order: metrics.csv columns, epoch lines and the
 # AuxiliaryLoss terms dict all use this one tuple. A new term is added here and in AuxiliaryLoss.
-LOSS_TERMS = ("ce", "aux_ce", "distill", "tying", "companion")
+LOSS_TERMS = ("ce", "aux_ce", "distill", "tying", "companion", "jsd")
 
 
 def self_distillation(
@@ -121,6 +126,24 @@ def companion_loss(logits: torch.Tensor, target: torch.Tensor, threshold: float 
     return torch.clamp(F.cross_entropy(logits, target) - threshold, min=0.0)
 
 
+def jensen_shannon(logits: Sequence[torch.Tensor], floor: float = 1e-7) -> torch.Tensor:
+    """AugMix's Jensen-Shannon consistency ``mean_k KL(p_k || M)``, M the mean of the p_k; batch mean.
+
+    ``p_k = softmax(logits[k])``; every distribution receives gradients (none is a fixed target).
+    As in the paper's code (google-research/augmix cifar.py), ``M`` is clamped to [floor, 1]
+    before its log, so a class all views give ~0 cannot make the divergence explode.
+    """
+    if len(logits) < 2:
+        raise ValueError(f"jensen_shannon needs at least 2 sets of logits, got {len(logits)}")
+    shapes = {tuple(z.shape) for z in logits}
+    if len(shapes) != 1:
+        raise ValueError(f"jensen_shannon: the logits must have one shape (one row per image), got "
+                         f"{sorted(shapes)}")
+    log_p = [F.log_softmax(z, dim=1) for z in logits]
+    log_mixture = torch.clamp(sum(lp.exp() for lp in log_p) / len(log_p), floor, 1.0).log()
+    return sum(F.kl_div(log_mixture, lp, reduction="batchmean", log_target=True) for lp in log_p) / len(log_p)
+
+
 class AuxiliaryLoss(nn.Module):
     """The composed objective; returns the total and each named, unweighted term for logging.
 
@@ -133,15 +156,17 @@ class AuxiliaryLoss(nn.Module):
         beta: weight of the self-distillation term (authors: 0.05).
         temperature: distillation temperature T (authors: 1).
         companion_threshold: DSN hinge threshold on each companion's cross-entropy (0 = no hinge).
+        jsd_weight: weight of AugMix's Jensen-Shannon consistency term (paper: 12).
 
     ``forward(main_logits, aux_logits, target, ...)`` returns ``(total, terms)``; ``terms`` holds
     ``"ce"`` and, when they apply, ``"aux_ce"`` and ``"distill"`` (summed over branches),
     ``"tying"`` (whenever a penalty is passed, added to the total only with a positive weight)
-    and ``"companion"`` (summed over companions), each unweighted; the names are ``LOSS_TERMS``.
+    , ``"companion"`` (summed over companions) and ``"jsd"`` (when ``consistency`` logits are
+    passed), each unweighted; the names are ``LOSS_TERMS``.
     """
 
     # Constructor options; the training run takes them from the TrainConfig fields of the same names.
-    OPTIONS = ("alpha", "beta", "temperature", "companion_threshold")
+    OPTIONS = ("alpha", "beta", "temperature", "companion_threshold", "jsd_weight")
 
     def __init__(
         self,
@@ -149,15 +174,17 @@ class AuxiliaryLoss(nn.Module):
         beta: float = 0.05,
         temperature: float = 1.0,
         companion_threshold: float = 0.0,
+        jsd_weight: float = 12.0,
     ) -> None:
         super().__init__()
-        for name, value in (("alpha", alpha), ("beta", beta), ("companion_threshold", companion_threshold)):
+        for name, value in (("alpha", alpha), ("beta", beta), ("companion_threshold", companion_threshold),
+                            ("jsd_weight", jsd_weight)):
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.alpha, self.beta, self.temperature = alpha, beta, temperature
-        self.companion_threshold = companion_threshold
+        self.companion_threshold, self.jsd_weight = companion_threshold, jsd_weight
 
     def forward(
         self,
@@ -169,6 +196,7 @@ class AuxiliaryLoss(nn.Module):
         tying_weight: float = 0.0,
         companions: Mapping[str, torch.Tensor] | Sequence[torch.Tensor] | None = None,
         companion_weight: float = 0.0,
+        consistency: Sequence[torch.Tensor] = (),
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total loss and its terms.
 
@@ -180,6 +208,8 @@ class AuxiliaryLoss(nn.Module):
             tying_weight: its weight now (0 in stage one).
             companions: deep-supervision companion logits on the clean images, if any.
             companion_weight: their weight now.
+            consistency: the main head's logits on AugMix views of the same images (B, classes)
+                each; adds ``jsd_weight * jensen_shannon([main_logits, *consistency])``.
         """
         if tying_weight < 0 or companion_weight < 0:
             raise ValueError(f"tying_weight and companion_weight must be >= 0, got {tying_weight} and "
@@ -202,4 +232,7 @@ class AuxiliaryLoss(nn.Module):
             values = companions.values() if isinstance(companions, Mapping) else companions
             terms["companion"] = sum(companion_loss(z, target, self.companion_threshold) for z in values)
             total = total + companion_weight * terms["companion"]
+        if len(consistency) > 0:
+            terms["jsd"] = jensen_shannon([main_logits, *consistency])
+            total = total + self.jsd_weight * terms["jsd"]
         return total, terms

@@ -14,6 +14,9 @@ Files written by :func:`write_report` into ``out_dir``:
   corruptions marked, clean error and mCE in the title, and bars of the per-corruption means
   against the baseline when one is given (:mod:`auxtrain.report_plot`); should matplotlib be
   missing, it is skipped with a warning and a report.png left by an earlier report is removed.
+* ``errors_bn_adapted.csv``: with test-time BN adaptation, the same rows with adapted statistics
+  (summary.json then holds ``bn_adapted``, ``mce_bn_adapted`` and ``clean_error_bn_adapted``, and
+  report.md a section comparing the two);
 
 Everything is rendered in memory first, so a failure leaves existing files untouched. The numbers
 come from :mod:`auxtrain.metrics`; this module only formats and writes them.
@@ -150,9 +153,25 @@ def _wide(errors: pd.DataFrame, summary: dict[str, Any], seen: Sequence[str] | N
     return table.reset_index()
 
 
+def _bn_adapted_section(summary: dict[str, Any]) -> list[str]:
+    """The standard and BN-adapted headline numbers side by side, saying which statistics each used."""
+    adapted = summary.get("bn_adapted")
+    if not adapted:
+        return []
+    keys = [("clean error", "clean_error"), ("mCE (15 benchmark corruptions)", "mce"),
+            ("mean of all corruptions", "mean_all"), ("unseen corruptions mean", "unseen_mean")]
+    rows = [f"| {label} | {_fmt(summary.get(key))} | {_fmt(adapted.get(key))} |" for label, key in keys
+            if key in summary or key in adapted]
+    return ["## Test-time BN adaptation", "", "Standard column: the BatchNorm running statistics of "
+            f"training. BN-adapted column: {adapted['statistics']}.", "",
+            "| metric | error (%), running statistics | error (%), BN-adapted |", "|---|---:|---:|",
+            *rows, ""]
+
+
 def _markdown(title: str, summary: dict[str, Any], wide: pd.DataFrame) -> str:
     head = [c for c in wide.columns]
-    lines = [f"# {title}", "", summary_table(summary), "", "## Error (%) per corruption and severity", "",
+    lines = [f"# {title}", "", summary_table(summary), "", *_bn_adapted_section(summary),
+             "## Error (%) per corruption and severity", "",
              "| " + " | ".join(head) + " |", "|" + "|".join("---" if c in ("corruption", "family") else "---:"
                                                           for c in head) + "|"]
     for row in wide.itertuples(index=False):
@@ -186,27 +205,38 @@ def _json_ready(value: Any) -> Any:
 
 
 def build_summary(errors: pd.DataFrame, *, baseline: pd.DataFrame | str | os.PathLike | None = None,
-                  seen: Sequence[str] | None = None, title: str = "Corruption robustness") -> dict[str, Any]:
+                  seen: Sequence[str] | None = None, title: str = "Corruption robustness",
+                  bn_adapted: pd.DataFrame | None = None) -> dict[str, Any]:
     """The report's summary (what ``summary.json`` holds): ``title``, the numbers of
-    :func:`auxtrain.metrics.mce` and ``missing_requested`` (requested names absent from the -C set)."""
+    :func:`auxtrain.metrics.mce` and ``missing_requested`` (requested names absent from the -C set).
+
+    With ``bn_adapted`` (the error table under test-time BN adaptation): ``bn_statistics`` (what
+    the standard numbers used), ``bn_adapted`` (its numbers and ``statistics``), ``mce_bn_adapted``
+    and ``clean_error_bn_adapted``; the standard numbers are unchanged."""
     base = read_errors(baseline) if baseline is not None else None
     summary = {"title": title, **metrics.mce(errors, baseline=base, seen=seen),
                "missing_requested": list(errors.attrs.get("missing", []))}
     if base is not None and base.attrs.get("baseline"):
         summary["baseline"] = base.attrs["baseline"]
+    if bn_adapted is not None:
+        adapted = {"statistics": bn_adapted.attrs.get("bn_statistics", "adapted"),
+                   **metrics.mce(bn_adapted, seen=seen)}
+        summary.update(bn_statistics=errors.attrs.get("bn_statistics", "running"), bn_adapted=adapted,
+                       mce_bn_adapted=adapted.get("mce"), clean_error_bn_adapted=adapted.get("clean_error"))
     return summary
 
 
 def write_report(errors: pd.DataFrame, out_dir: str | os.PathLike, *,
                  baseline: pd.DataFrame | str | os.PathLike | None = None, seen: Sequence[str] | None = None,
-                 title: str = "Corruption robustness") -> dict[str, Any]:
+                 title: str = "Corruption robustness",
+                 bn_adapted: pd.DataFrame | None = None) -> dict[str, Any]:
     """Write the report files (see the module docstring) into ``out_dir`` and return the summary.
 
     ``baseline`` is another model's error table, report directory or errors.csv; ``seen`` the
     corruption names the model was trained on.
     """
     base = read_errors(baseline) if baseline is not None else None
-    summary = build_summary(errors, baseline=base, seen=seen, title=title)
+    summary = build_summary(errors, baseline=base, seen=seen, title=title, bn_adapted=bn_adapted)
     wide = _wide(errors, summary, seen)
     long = errors[[c for c in ("corruption", "severity", "error", "n") if c in errors.columns]]
     acc = long.rename(columns={"error": "accuracy"}).assign(accuracy=100.0 - long["error"])
@@ -219,6 +249,9 @@ def write_report(errors: pd.DataFrame, out_dir: str | os.PathLike, *,
         "report.md": _markdown(title, summary, wide).encode(),
     }
     png = _plot(errors, summary, base, title, seen)
+    if bn_adapted is not None:
+        files["errors_bn_adapted.csv"] = bn_adapted[list(long.columns)].to_csv(index=False,
+                                                                              float_format="%.4f").encode()
     if png is not None:
         files["report.png"] = png
     out = Path(out_dir)

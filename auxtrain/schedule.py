@@ -8,6 +8,18 @@ from 2 epochs on stage two gets at least the last epoch (2 epochs: from 1, 3 epo
 Deep-supervision companions fade linearly to 0 over the run (Wang et al. 2015) unless their decay
 is off.
 
+Stage-two strength under other schedules: the pull of the weight-tying penalty on the heads per
+SGD step is ``lr * gamma * 2 * (theta_0 - theta_j)``, so what the authors tuned is the product
+``lr * gamma`` at the LR their step schedule has in stage two (0.1% of the base LR). A cosine
+schedule is still at 4.95% of the base LR at 6/7 of the run, so the same ``gamma`` would pull
+about 50 times harder and merge the heads almost at once. With ``tying_scale="step_lr"`` (the
+default) the tying weight is ``gamma * step_lr(epoch) / lr(epoch)``: the product ``lr * weight``
+equals the step schedule's at every epoch of stage two, whatever the schedule; the step schedule
+itself is unchanged (the ratio is 1). Scaling was chosen over a ramp because it matches the
+authors' recipe exactly, adds no hyperparameter, and stays bounded: the weight grows as the
+cosine LR falls, but the per-step pull it causes is constant. ``tying_scale="none"`` applies
+``gamma`` as given (the behaviour before; kept for the ablation).
+
 All of it is pure functions of the position in the run (epoch, step), gathered in
 :class:`TrainingSchedule`, so a checkpoint needs no schedule state and a resumed run gets the
 same values. The training loop asks the schedule; the losses only take the numbers.
@@ -19,11 +31,14 @@ import math
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-__all__ = ["Schedule", "SCHEDULES", "TrainingSchedule", "step_milestones", "learning_rate", "warmup_factor",
+__all__ = ["Schedule", "SCHEDULES", "TyingScale", "TYING_SCALES", "TrainingSchedule", "step_milestones",
+           "learning_rate", "warmup_factor",
            "stage_two_epoch", "is_stage_two", "decay_weight"]
 
 Schedule = Literal["step", "cosine", "constant"]
 SCHEDULES: tuple[str, ...] = get_args(Schedule)
+TyingScale = Literal["step_lr", "none"]
+TYING_SCALES: tuple[str, ...] = get_args(TyingScale)
 
 # Fractions of the run at which the authors' recipe divides the LR by 10 (60, 140, 180 of 210).
 _STEP_FRACTIONS = (60 / 210, 140 / 210, 180 / 210)
@@ -124,6 +139,8 @@ class TrainingSchedule:
         gamma: weight-tying coefficient of stage two (0 in stage one).
         companion_weight: weight of the deep-supervision companions at the start.
         companion_decay: fade the companion weight linearly to 0 over the run.
+        tying_scale: "step_lr" scales ``gamma`` so that ``lr * tying weight`` matches the step
+            schedule's (see the module docstring); "none" uses ``gamma`` as given.
     """
 
     epochs: int
@@ -134,11 +151,15 @@ class TrainingSchedule:
     gamma: float = 1.0
     companion_weight: float = 0.3
     companion_decay: bool = True
+    tying_scale: str = "step_lr"
 
     def __post_init__(self) -> None:
         _check_epochs(self.epochs)
         if self.kind not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.kind!r}")
+        if self.tying_scale not in TYING_SCALES:
+            raise ValueError(f"tying_scale must be one of {', '.join(TYING_SCALES)}, "
+                             f"got {self.tying_scale!r}")
         start = stage_two_epoch(self.epochs, self.stage_two_start)  # validates a given start: >= 0
         if self.stage_two_start is not None and self.gamma != 0 and start >= self.epochs:
             raise ValueError(f"stage_two_start {start} is not an epoch of the {self.epochs}-epoch run "
@@ -158,8 +179,14 @@ class TrainingSchedule:
         return 2 if is_stage_two(epoch, self.epochs, self.stage_two_start) else 1
 
     def tying_weight(self, epoch: int) -> float:
-        """Weight of the weight-tying penalty: 0 in stage one, ``gamma`` in stage two."""
-        return self.gamma if self.stage(epoch) == 2 else 0.0
+        """Weight of the weight-tying penalty: 0 in stage one; in stage two ``gamma``, times
+        ``step_lr(epoch) / lr(epoch)`` with ``tying_scale="step_lr"`` under a non-step schedule."""
+        if self.stage(epoch) != 2:
+            return 0.0
+        if self.tying_scale == "none" or self.kind == "step":
+            return self.gamma
+        step_lr = learning_rate(epoch, base_lr=self.base_lr, epochs=self.epochs, schedule="step")
+        return self.gamma * step_lr / self.epoch_lr(epoch)
 
     def companion_weight_at(self, epoch: float) -> float:
         """Weight of the companion losses at ``epoch`` (decayed linearly when ``companion_decay``)."""

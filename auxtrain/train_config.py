@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from auxtrain.config import check_choices
-from auxtrain.schedule import Schedule
+from auxtrain.schedule import Schedule, TyingScale
 
 __all__ = ["TrainConfig", "DATASET_DEFAULTS", "MODES", "RESUMABLE_CHANGES", "saved_run_options"]
 
-Mode = Literal["auxiliary", "augment"]
+Mode = Literal["auxiliary", "augment", "augmix"]
 MODES: tuple[str, ...] = get_args(Mode)
 
 # The authors' CIFAR recipe.
@@ -41,7 +41,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 RESUMABLE_CHANGES = {"device", "workers", "data_root", "download", "eval", "eval_size",
                      "eval_corruptions", "eval_severities", "eval_seed", "eval_root", "progress", "out",
                      "resume", "overwrite", "compile", "log_interval", "logger", "channels_last",
-                     "domain_passes"}
+                     "domain_passes", "bn_adapt", "bn_prior"}
 
 
 def _per_dataset(key: str, none: str = "all") -> str:
@@ -129,15 +129,23 @@ class TrainConfig:
                                         metavar="LOSS")
     companion_decay: bool = _model(True, "fade the companion weight linearly to 0 over the run")
 
-    mode: Mode = _aux("auxiliary", "auxiliary heads with selective BN, or the naive augment baseline "
-                      "(the corrupted copies join the main head's batch)")
-    corruptions: str = _aux("noise,blur", "one branch per comma item: family, name, or a+b; 'none' = "
-                            "standard training", metavar="BRANCHES")
+    mode: Mode = _aux("auxiliary", "auxiliary heads with selective BN, the naive augment baseline "
+                      "(the corrupted copies join the main head's batch), or augmix: the AugMix baseline "
+                      "(Hendrycks et al.: two AugMix views, Jensen-Shannon consistency, no branches)")
+    corruptions: str | None = _aux(None, "one branch per comma item: family, name, or a+b; the training "
+                                   "views augmix, authors (or authors_blur, _noise, _jitter, _rotate); "
+                                   "'none' = standard training", metavar="BRANCHES",
+                                   default_text="default: noise,blur; none with --mode augmix")
     severities: str = _aux("1-5", "severities drawn per image, e.g. 1-5 or 3 or 1,3,5", metavar="S")
     alpha: float = _aux(0.05, "weight of the auxiliary heads' cross-entropy")
     beta: float = _aux(0.05, "weight of the self-distillation (KL) term")
     temperature: float = _aux(1.0, "distillation temperature T", metavar="T")
+    jsd_weight: float = _aux(12.0, "--mode augmix: weight of the Jensen-Shannon consistency term (the "
+                             "paper's 12)", metavar="W")
     gamma: float = _aux(1.0, "weight-tying coefficient in stage two (0 in stage one)")
+    tying_scale: TyingScale = _aux("step_lr", "step_lr: under cosine/constant LR, scale --gamma by the step "
+                                   "schedule's LR over this one's, so lr x gamma matches the authors' "
+                                   "recipe; none: --gamma as given")
     stage_two_start: int | None = _aux(None, "first epoch (0-based, below --epochs) of stage two",
                                        metavar="EPOCH",
                                        default_text="default: 6/7 of the epochs, rounded; 2 or 3 "
@@ -189,6 +197,10 @@ class TrainConfig:
     eval_corruptions: str = _eval("all", "corruptions evaluated (all, common, extra, or a family)",
                                   metavar="SUBSET")
     eval_severities: str = _eval("1-5", "severities evaluated", metavar="S")
+    bn_adapt: bool = _eval(False, "also report BN-adapted errors (Schneider et al. 2020: each test batch's "
+                           "statistics mixed with the running ones), beside the standard numbers")
+    bn_prior: float = _eval(16.0, "--bn-adapt prior strength N: statistics = N/(N+n) running + n/(N+n) "
+                            "batch, n the batch size (0: batch only, inf: running only)", metavar="N")
     # Fixed apart from `seed`, so that runs of any seed are compared on the same images.
     eval_seed: int = _eval(0, "seed of the generated -C set (the same images whatever --seed)",
                            metavar="SEED")
@@ -205,6 +217,8 @@ class TrainConfig:
             cfg.eval_size = DATASET_DEFAULTS[self.dataset]["eval_size"]
         if isinstance(cfg.channels_last, bool):  # config files of older runs say true / false
             cfg.channels_last = "on" if cfg.channels_last else "off"
+        if cfg.corruptions is None:  # AugMix trains on its own views, the other modes on noise and blur
+            cfg.corruptions = "none" if cfg.mode == "augmix" else "noise,blur"
         check_choices(cfg)  # mode, head, running_stats, schedule, amp: their Literal annotations
         _check_domain_passes(cfg)
         checks = [("epochs", isinstance(cfg.epochs, int) and cfg.epochs >= 1, "a positive integer"),
@@ -237,6 +251,7 @@ class TrainConfig:
         from auxtrain.init_weights import check_start_options
 
         check_start_options(cfg)  # --model-kwargs, --init, --init-exclude, --pretrained
+        _check_augmix(cfg)
         if cfg.out is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             model = cfg.model.replace("/", "-")  # timm/resnet18: one folder, not two
@@ -316,6 +331,17 @@ def _check_domain_passes(cfg: TrainConfig) -> None:
         raise ValueError("--domain-passes separate runs one pass per selective-BN domain, so it needs "
                          "--mode auxiliary with --corruptions other than none and selective BN (no "
                          "--no-selective-bn); use --domain-passes auto or stacked")
+def _check_augmix(cfg: TrainConfig) -> None:
+    """``--mode augmix`` trains without branches; ``--jsd-weight`` and ``--bn-prior`` are >= 0."""
+    if cfg.mode == "augmix" and cfg.corruptions.strip().lower() != "none":
+        raise ValueError(f"--mode augmix trains the main head on two AugMix views, not on branches, but "
+                         f"--corruptions is {cfg.corruptions!r}; leave --corruptions out (or pass none), "
+                         "or use --mode auxiliary --corruptions augmix for AugMix views through an "
+                         "auxiliary head")
+    for name in ("jsd_weight", "bn_prior"):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise ValueError(f"{_flag(name)} {value!r} must be a number, 0 or more")
 
 
 def _check_stage_two_start(cfg: TrainConfig) -> None:

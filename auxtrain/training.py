@@ -84,6 +84,8 @@ def fit(config: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | Non
         # Check the run directory and read the checkpoint (rank 0) before anything is built or written.
         run, ckpt = D.run_on_main(lambda: _open_run(cfg), ctx)
         branches = data.parse_branches(cfg.corruptions)  # [] for "none"
+        if cfg.mode == "augmix":  # the two AugMix views of the JSD loss, through the main head
+            branches = [("augmix",), ("augmix",)]
         severities = corruptions.parse_severities(cfg.severities, what="--severities")
         train_ds, test_ds, spec = _datasets(cfg)
         schedule = _schedule(cfg)
@@ -230,7 +232,7 @@ def _datasets(cfg: TrainConfig):
 
 def _schedule(cfg: TrainConfig) -> TrainingSchedule:
     return TrainingSchedule(cfg.epochs, cfg.lr, cfg.schedule, cfg.warmup_epochs, cfg.stage_two_start,
-                            cfg.gamma, cfg.companion_weight, cfg.companion_decay)
+                            cfg.gamma, cfg.companion_weight, cfg.companion_decay, cfg.tying_scale)
 
 
 def _build(cfg: TrainConfig, ctx: D.DistContext, device: torch.device, spec, num_branches: int) -> _Job:
@@ -298,7 +300,8 @@ def _train_epoch(job: _Job, loader, gen: torch.Generator, sums: dict[str, float]
     bar = tqdm(total=len(loader), initial=skip, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                disable=not (cfg.progress and job.is_main), dynamic_ncols=True)
     # Auxiliary mode: main head on the clean chunk. Augment mode: every copy goes to the main head.
-    copies = 1 if net.num_branches or not branches else len(branches) + 1
+    # AugMix: CE on the clean chunk, JSD over it and its two views.
+    copies = 1 if net.num_branches or not branches or cfg.mode == "augmix" else len(branches) + 1
     loss = _loss(job, schedule, epoch, copies)
     batches = Batches(loader, _make_inputs(cfg, branches, severities), gen, job.device, skip=skip)
     step = skip
@@ -351,10 +354,13 @@ def _loss(job: _Job, schedule: TrainingSchedule, epoch: int, copies: int) -> Los
     """AuxiliaryLoss with this epoch's tying and companion weights; ``copies`` labels per image (augment)."""
     net, criterion = job.net, job.criterion
     tying_weight, companion_weight = schedule.tying_weight(epoch), schedule.companion_weight_at(epoch)
+    jsd = job.cfg.mode == "augmix"
 
     def loss(out, target: torch.Tensor):
         y = target.repeat(copies) if copies > 1 else target
-        return criterion(out.main.float(), [a.float() for a in out.aux], y, tying=net.weight_tying_penalty(),
+        main, *mixed = out.main.float().split(target.shape[0]) if jsd else (out.main.float(),)
+        return criterion(main, [a.float() for a in out.aux], y, consistency=mixed,
+                         tying=net.weight_tying_penalty(),
                          tying_weight=tying_weight, companions=out.companions,
                          companion_weight=companion_weight)
 
@@ -400,7 +406,9 @@ def _finish(cfg: TrainConfig, run: RunDir, job: _Job, branches, test_ds, test_lo
     """Export the plain model and, if asked, write the robustness report into the run directory."""
     if math.isnan(result.test_acc):  # resumed after the last epoch: measure again
         result.test_acc = _accuracy(job, test_loader)
-    seen = [name for branch in branches for name in branch]  # parse_branches keeps names unique
+    from auxtrain.data.views import seen_corruptions
+
+    seen = seen_corruptions(branches)  # the test corruptions trained on (parse_branches: once each)
     _export(cfg, job, branches, run.model_path, result.model, result.test_acc)
     result.run_dir, result.model_path = run.path, run.model_path
     if cfg.eval:
@@ -411,10 +419,11 @@ def _finish(cfg: TrainConfig, run: RunDir, job: _Job, branches, test_ds, test_lo
 def _export(cfg: TrainConfig, job: _Job, branches, path: Path, model: torch.nn.Module, acc: float,
             extra: dict[str, Any] | None = None) -> None:
     """Write the plain ``model`` to ``path`` with the run's metadata (model_plain.pt, model_best.pt)."""
+    from auxtrain.data.views import seen_corruptions
     from auxtrain.export import save_model
     from auxtrain.init_weights import parse_model_kwargs
 
-    seen = [name for branch in branches for name in branch]
+    seen = seen_corruptions(branches)
     spec = job.spec
     meta = {"dataset": cfg.dataset, "image_size": spec.image_size, "mode": cfg.mode, "seed": cfg.seed,
             "corruptions": cfg.corruptions if branches else "none", "seen_corruptions": seen,
@@ -435,12 +444,14 @@ def _robustness(cfg: TrainConfig, run: RunDir, test_ds, device: torch.device, se
         ds = seeded_subset(test_ds, cfg.eval_size, cfg.eval_seed)
         images, labels = zip(*(ds[i] for i in range(len(ds))), strict=True)
         generate_from = (torch.stack(images), torch.as_tensor(labels))
-    method = f"{cfg.mode}, corruptions: {cfg.corruptions}" if seen else "standard training"
+    trained_on = cfg.corruptions.strip().lower() != "none"  # any branch, corruptions or training views
+    method = f"{cfg.mode}, corruptions: {cfg.corruptions}" if trained_on else "standard training"
+    method = "AugMix with Jensen-Shannon consistency" if cfg.mode == "augmix" else method
     method += "; validation split" if cfg.val_size else ""
     result = evaluate(load_model(run.model_path, device=device), cfg.eval_root, generate_from=generate_from,
                       corruptions=cfg.eval_corruptions, severities=cfg.eval_severities, seed=cfg.eval_seed,
                       device=device, workers=cfg.workers, progress=cfg.progress, seen=seen,
                       title=f"{cfg.dataset} {cfg.model} ({method})", out_dir=run.path,
                       flags={"root": "--eval-root", "corruptions": "--eval-corruptions",
-                             "severities": "--eval-severities"})
+                             "severities": "--eval-severities"}, bn_adapt=cfg.bn_adapt, bn_prior=cfg.bn_prior)
     return result.errors

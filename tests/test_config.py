@@ -70,7 +70,7 @@ def test_existing_fit_flag_names_are_kept():
 
 def test_literal_annotations_become_choices_and_checks():
     actions = {a.dest: a for a in _fit_parser()._actions}
-    assert actions["mode"].choices == ["auxiliary", "augment"]
+    assert actions["mode"].choices == ["auxiliary", "augment", "augmix"]
     assert actions["head"].choices == ["copy", "attention"]
     assert actions["running_stats"].choices == ["clean", "per_domain"]
     assert actions["schedule"].choices == ["step", "cosine", "constant"]

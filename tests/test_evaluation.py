@@ -497,6 +497,6 @@ def test_eval_and_make_c_flags_are_the_config_fields():
             elif choices:
                 argv = [flag, choices[-1]]
             else:
-                argv = [flag, "3" if int in (kind, *typing.get_args(kind)) else "x"]
+                argv = [flag, "3" if {int, float} & {kind, *typing.get_args(kind)} else "x"]
             parsed = _config_from(cls, parser.parse_args([command, *argv]), command)
             assert getattr(parsed, f.name) != f.default, (command, f.name)

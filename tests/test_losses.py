@@ -13,6 +13,7 @@ from auxtrain.losses import (
     LOSS_TERMS,
     AuxiliaryLoss,
     companion_loss,
+    jensen_shannon,
     self_distillation,
     tied_parameter_pairs,
     weight_tying_penalty,
@@ -172,3 +173,36 @@ def test_loss_options_are_train_config_fields():
 
     assert tuple(inspect.signature(AuxiliaryLoss).parameters) == AuxiliaryLoss.OPTIONS
     assert set(AuxiliaryLoss.OPTIONS) <= {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def test_jensen_shannon_matches_the_augmix_formula_and_is_zero_for_agreeing_views():
+    torch.manual_seed(0)
+    clean, aug1, aug2 = (torch.randn(6, 10, requires_grad=True) for _ in range(3))
+    # The formula of google-research/augmix cifar.py, written out with probabilities.
+    p = [F.softmax(z, dim=1) for z in (clean, aug1, aug2)]
+    log_m = torch.clamp((p[0] + p[1] + p[2]) / 3, 1e-7, 1).log()
+    expected = sum((q * (q.log() - log_m)).sum(1).mean() for q in p) / 3
+    got = jensen_shannon([clean, aug1, aug2])
+    assert torch.allclose(got, expected, atol=1e-6) and got > 0
+    assert torch.allclose(jensen_shannon([aug2, clean, aug1]), got, atol=1e-6)  # symmetric
+    got.backward()
+    assert all(z.grad is not None and z.grad.abs().sum() > 0 for z in (clean, aug1, aug2))
+    assert jensen_shannon([clean.detach()] * 3).abs() < 1e-6
+    with pytest.raises(ValueError, match="at least 2"):
+        jensen_shannon([clean])
+    with pytest.raises(ValueError, match="one shape"):
+        jensen_shannon([clean, aug1[:3]])
+
+
+def test_auxiliary_loss_adds_the_weighted_jsd_of_the_consistency_logits():
+    torch.manual_seed(1)
+    main, aug1, aug2 = torch.randn(3, 4, 5)
+    y = torch.tensor([0, 1, 2, 3])
+    assert "jsd" in LOSS_TERMS
+    plain, terms = AuxiliaryLoss()(main, [], y)
+    assert "jsd" not in terms
+    total, terms = AuxiliaryLoss(jsd_weight=12.0)(main, [], y, consistency=[aug1, aug2])
+    assert torch.allclose(terms["jsd"], jensen_shannon([main, aug1, aug2]))
+    assert torch.allclose(total, F.cross_entropy(main, y) + 12.0 * terms["jsd"])
+    with pytest.raises(ValueError, match="jsd_weight"):
+        AuxiliaryLoss(jsd_weight=-1.0)

@@ -105,3 +105,22 @@ def test_training_schedule_refuses_a_stage_two_start_past_the_run():
             TrainingSchedule(epochs=3, base_lr=0.1, stage_two_start=start)
     flat = TrainingSchedule(epochs=3, base_lr=0.1, stage_two_start=3, gamma=0.0)  # stage two does nothing
     assert [flat.tying_weight(e) for e in range(3)] == [0.0, 0.0, 0.0]
+
+
+def test_cosine_stage_two_pulls_as_hard_per_step_as_the_step_schedule():
+    # The tying's pull per SGD step is lr * weight: under cosine it must equal the step schedule's.
+    step = TrainingSchedule(epochs=210, base_lr=0.1, kind="step", gamma=1.0)
+    cosine = TrainingSchedule(epochs=210, base_lr=0.1, kind="cosine", gamma=1.0)
+    assert cosine.stage_two_start is None and stage_two_epoch(210) == 180
+    assert cosine.epoch_lr(180) / 0.1 == pytest.approx(0.0495, abs=1e-4)  # the defect: 4.95%, not 0.1%
+    for epoch in (180, 195, 209):
+        assert cosine.epoch_lr(epoch) * cosine.tying_weight(epoch) == pytest.approx(
+            step.epoch_lr(epoch) * step.tying_weight(epoch))
+    assert cosine.tying_weight(180) == pytest.approx(1e-4 / 0.00495, rel=1e-2)  # ~50x weaker than gamma
+    assert cosine.tying_weight(179) == 0.0 and step.tying_weight(180) == 1.0  # step recipe unchanged
+    constant = TrainingSchedule(epochs=7, base_lr=0.1, kind="constant", gamma=2.0)
+    assert constant.tying_weight(6) == pytest.approx(2.0 * 1e-3)  # 3 drops of /10 by epoch 6 of 7
+    # "none" keeps gamma as given (the old behaviour, for the ablation); bad values are refused.
+    assert dataclasses.replace(cosine, tying_scale="none").tying_weight(180) == 1.0
+    with pytest.raises(ValueError, match="tying_scale"):
+        TrainingSchedule(epochs=3, base_lr=0.1, tying_scale="ramp")

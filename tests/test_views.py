@@ -151,3 +151,36 @@ def test_views_of_a_cropped_batch_stay_pixel_aligned_with_the_clean_images():
     assert inside.float().mean() > 0.5
     assert torch.equal(view[inside], expected[inside])
     assert torch.equal(view[~inside], clean[~inside])  # zero padding, as in the clean image
+AUTHORS = ("authors_blur", "authors_noise", "authors_jitter", "authors_rotate")
+
+
+def test_branches_may_name_the_augmix_and_authors_training_views():
+    from auxtrain.data.views import seen_corruptions
+
+    assert parse_branches("augmix") == [("augmix",)]
+    assert parse_branches("augmix,authors") == [("augmix",), AUTHORS]
+    assert parse_branches(",".join(AUTHORS)) == [(name,) for name in AUTHORS]
+    assert parse_branches("noise+authors_blur,augmix") == [(*NOISE, "authors_blur"), ("augmix",)]
+    assert seen_corruptions(parse_branches("noise+authors_blur,augmix")) == list(NOISE)
+    with pytest.raises(ValueError, match="'authors_blur' appears in branches 1 and 2"):
+        parse_branches("authors,authors_blur")
+    with pytest.raises(ValueError, match="training views authors, augmix"):
+        parse_branches("augmx")
+    # The corruption library (eval, make-c, "all") never sees them: they cannot enter an mCE.
+    assert not set(AUTHORS) & set(corruptions.get_corruption_names("all"))
+    with pytest.raises(ValueError, match="neither a corruption nor a subset"):
+        corruptions.resolve_names("authors")
+
+
+def test_make_views_with_training_view_branches_is_seeded_and_per_image():
+    torch.manual_seed(0)
+    images = (torch.rand(12, 3, 16, 16) * 255).to(torch.uint8)
+    branches = parse_branches("augmix,authors,noise")
+    views = make_views(images, branches, torch.Generator().manual_seed(5))
+    again = make_views(images, branches, torch.Generator().manual_seed(5))
+    assert len(views) == 3 and all(torch.equal(a, b) for a, b in zip(views, again, strict=True))
+    assert all(v.shape == images.shape and v.dtype == torch.uint8 for v in views)
+    assert all((v != images).float().mean() > 0.2 for v in views)
+    same = images[:1].repeat(12, 1, 1, 1)  # identical images draw different views
+    augmix_view = make_views(same, [("augmix",)], torch.Generator().manual_seed(2))[0]
+    assert len({bytes(v.numpy()) for v in augmix_view}) == 12

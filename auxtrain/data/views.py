@@ -6,6 +6,16 @@ A *branch* is a set of corruptions; each auxiliary head sees one branch's view o
 these joined by ``+`` (their union, e.g. ``gaussian_noise+defocus_blur``). ``none`` alone means
 no branch (standard training).
 
+Besides corruptions, an item may name a *training view* that is not a test corruption:
+``augmix`` (an AugMix view, :mod:`auxtrain.data.augmix`), one of the authors' four views
+(``authors_blur``, ``authors_noise``, ``authors_jitter``, ``authors_rotate``,
+:mod:`auxtrain.data.authors_views`) or their family ``authors``. ``--corruptions augmix`` gives an
+auxiliary head with selective BN for AugMix views; ``--corruptions authors`` one head for the
+four authors' views (each image draws one), and
+``authors_blur,authors_noise,authors_jitter,authors_rotate`` four heads, as in their code. These
+views have no severities (``--severities`` applies to the corruptions only) and are never in a
+-C set: the ``corruptions`` library, which defines the benchmark, does not know them.
+
 :func:`make_views` corrupts the *same* images once per branch, so all views are pixel-aligned
 with the clean batch (training corrupts the un-augmented images, then crops and flips the clean
 batch and every view alike: :func:`auxtrain.data.augment_with_views`): each image independently
@@ -21,16 +31,37 @@ import torch
 
 import corruptions
 
+__all__ = ["VIEW_NAMES", "VIEW_FAMILIES", "parse_branches", "make_views", "seen_corruptions"]
+
+# Training views that are not corruptions (their kernels: _view_kernel), and their families.
+VIEW_NAMES = ("augmix", "authors_blur", "authors_noise", "authors_jitter", "authors_rotate")
+VIEW_FAMILIES = {"authors": ("authors_blur", "authors_noise", "authors_jitter", "authors_rotate")}
+
+
+def _view_kernel(name: str):
+    """The kernel ``(images, generator) -> images`` of a training view (imported on first use)."""
+    if name == "augmix":
+        from auxtrain.data.augmix import augmix
+
+        return augmix
+    from auxtrain.data.authors_views import AUTHORS_VIEWS
+
+    return AUTHORS_VIEWS[name]
+
 
 def _expand(token: str, text: str) -> list[str]:
     if token == "none":
         raise ValueError(f"corruptions={text!r}: 'none' cannot be combined with other branches; "
                          "pass 'none' alone for standard training")
+    if token in VIEW_FAMILIES:
+        return list(VIEW_FAMILIES[token])
+    if token in VIEW_NAMES:
+        return [token]
     try:
         return corruptions.resolve_names(token, what=f"corruptions={text!r}")
     except ValueError as exc:
-        raise ValueError(f"{exc}; join them by '+' within a branch and ',' between branches, "
-                         "or pass 'none'") from None
+        raise ValueError(f"{exc}, or the training views {', '.join([*VIEW_FAMILIES, *VIEW_NAMES])}; join "
+                         "them by '+' within a branch and ',' between branches, or pass 'none'") from None
 
 
 def parse_branches(text: str) -> list[tuple[str, ...]]:
@@ -38,8 +69,9 @@ def parse_branches(text: str) -> list[tuple[str, ...]]:
 
     ``"noise,blur"`` -> ``[(gaussian_noise, shot_noise, impulse_noise), (defocus_blur, ...)]``;
     ``"gaussian_noise+fog,contrast"`` -> ``[("gaussian_noise", "fog"), ("contrast",)]``;
-    ``"none"`` -> ``[]``. Family members come in the canonical CIFAR-C order. A corruption may
-    appear only once across all branches (a repeat is almost certainly a typo).
+    ``"augmix,authors"`` -> ``[("augmix",), ("authors_blur", ..., "authors_rotate")]``;
+    ``"none"`` -> ``[]``. Family members come in the canonical CIFAR-C order. A corruption or
+    view may appear only once across all branches (a repeat is almost certainly a typo).
     """
     if not isinstance(text, str):
         raise TypeError(f"corruptions must be a string like 'noise,blur', got {type(text).__name__}")
@@ -69,6 +101,11 @@ def parse_branches(text: str) -> list[tuple[str, ...]]:
     return branches
 
 
+def seen_corruptions(branches: Sequence[Sequence[str]]) -> list[str]:
+    """The test corruptions among the branches' members (training views such as augmix left out)."""
+    return [name for branch in branches for name in branch if name not in VIEW_NAMES]
+
+
 def make_views(
     images: torch.Tensor,
     branches: Sequence[Sequence[str]] | str,
@@ -82,7 +119,9 @@ def make_views(
         branches: as returned by :func:`parse_branches` (or branch-syntax text).
         generator: every random draw (member, severity, corruption noise) comes from it, on its
             device: the same generator state gives the same views.
-        severities: the severities to draw from, uniformly (default 1..5; or text like "1-5").
+        severities: the severities to draw from, uniformly (default 1..5; or text like "1-5");
+            a training view (augmix, authors_*) draws one too, to keep the draw order, but has
+            no severity.
 
     Returns a list with one tensor per branch, each of the shape, dtype and device of ``images``;
     image i of every view is a corruption of image i of ``images``.
@@ -95,7 +134,7 @@ def make_views(
         branches = parse_branches(branches)
     sev_values = torch.tensor(corruptions.parse_severities(
         severities if isinstance(severities, str) else tuple(severities)))
-    known = set(corruptions.get_corruption_names("all"))
+    known = set(corruptions.get_corruption_names("all")) | set(VIEW_NAMES)
     b = images.shape[0]
     views = []
     for members in branches:
@@ -104,7 +143,7 @@ def make_views(
             raise ValueError("a branch must name at least one corruption; got an empty branch")
         unknown = [m for m in members if m not in known]
         if unknown:
-            raise ValueError(f"unknown corruption names {unknown} in branch {members}; "
+            raise ValueError(f"unknown corruption or view names {unknown} in branch {members}; "
                              "build branches with parse_branches")
         member = torch.randint(0, len(members), (b,), generator=generator, device=generator.device).cpu()
         pick = torch.randint(0, len(sev_values), (b,), generator=generator, device=generator.device).cpu()
@@ -115,6 +154,9 @@ def make_views(
             if index.numel() == 0:
                 continue
             index_dev = index.to(images.device)
+            if name in VIEW_NAMES:
+                view[index_dev] = _view_kernel(name)(images.index_select(0, index_dev), generator)
+                continue
             view[index_dev] = corruptions.corrupt(
                 images.index_select(0, index_dev), name, severity=severity[index], generator=generator
             )
