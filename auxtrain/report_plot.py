@@ -140,7 +140,8 @@ def _baseline_bars(bx, names: list[str], means, baseline: pd.DataFrame) -> None:
     theirs = [rows.loc[rows["corruption"] == n, "error"].mean() for n in names]
     y = list(range(len(names)))
     bx.barh([v - 0.2 for v in y], means, height=0.4, color="#d95f02", label="this model")
-    bx.barh([v + 0.2 for v in y], theirs, height=0.4, color="#7f7f7f", label="baseline")
+    name = {"alexnet": "AlexNet"}.get(baseline.attrs.get("baseline"), "baseline")
+    bx.barh([v + 0.2 for v in y], theirs, height=0.4, color="#7f7f7f", label=name)
     bx.tick_params(axis="y", left=False, labelleft=False)
     bx.tick_params(axis="x", labelsize=7)
     bx.set_xlabel("mean error over severities (%)", fontsize=8)

@@ -147,7 +147,7 @@ def test_augmix_mode_ctrl_c_and_resume_ends_bit_identical(tmp_path, monkeypatch)
 
     def augmix_then_ctrl_c(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 3:  # the first view of the second of three steps
+        if len(calls) == 3:  # the first view of the second of three steps, built while the first trains
             os.kill(os.getpid(), signal.SIGINT)
         return real_augmix(*args, **kwargs)
 
@@ -155,7 +155,8 @@ def test_augmix_mode_ctrl_c_and_resume_ends_bit_identical(tmp_path, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         fit(TrainConfig(**options, out=str(tmp_path / "interrupted")))
     ckpt = torch.load(tmp_path / "interrupted" / "checkpoint_last.pt", weights_only=True)
-    assert (ckpt["epoch"], ckpt["step"]) == (0, 2)  # mid-epoch: the third step is replayed on resume
+    # Stopped before step 2 (0-based 1), whose views were drawn ahead: it is replayed on resume.
+    assert (ckpt["epoch"], ckpt["step"]) == (0, 1)
     monkeypatch.setattr(augmix_module, "augmix", real_augmix)
     resumed = fit(TrainConfig(**options, out=str(tmp_path / "interrupted"), resume=True))
     a = load_model(reference.model_path).state_dict()
