@@ -10,9 +10,8 @@
 * ``model_best.pt`` (with ``--val-size``): the model of the epoch with the best validation
   accuracy, exported like ``model_plain.pt``, next to it; its metadata records the epoch.
 
-:meth:`RunLog.steps` wraps the epoch's loader, so the training step itself needs no logging code:
-when batch i+1 is asked for, batch i has been trained, and the ``sums`` the step accumulates
-(n, correct, loss) give the running numbers.
+:meth:`RunLog.steps` gives the epoch's :class:`StepLog`; the training loop tells it after each
+optimiser step, and the ``sums`` the step accumulates (n, correct, loss) give the running numbers.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -76,14 +75,15 @@ class RunLog:
                     old.unlink()
             self.writer = SummaryWriter(log_dir=str(folder))
 
-    def steps(self, loader: Any, sums: dict[str, Any], epoch: int, *, skip: int = 0,
-              lr: Callable[[int, int], float] | None = None) -> _LoggedLoader:
-        """``loader`` with a step line (and scalars) after every ``interval``-th trained batch.
+    def steps(self, total: int, sums: dict[str, Any], epoch: int, *, skip: int = 0,
+              lr: Callable[[int, int], float] | None = None) -> StepLog:
+        """The epoch's :class:`StepLog`: a step line (and scalars) after every ``interval``-th batch.
 
-        ``sums`` is the dict the training step adds to (n, correct, loss); ``skip`` the batches
-        trained before a resume (iterated but not trained); ``lr(step, steps)`` the learning rate.
+        ``total`` is the epoch's number of batches; ``sums`` the dict the training step adds to
+        (n, correct, loss); ``skip`` the batches trained before a resume; ``lr(step, steps)`` the
+        learning rate.
         """
-        return _LoggedLoader(self, loader, sums, epoch, skip, lr)
+        return StepLog(self, total, sums, epoch, skip, lr)
 
     def epoch(self, row: dict[str, Any]) -> None:
         """The scalars of one metrics.csv row (the epoch line itself is printed by the CLI)."""
@@ -115,54 +115,33 @@ class RunLog:
                     self.writer.add_scalar(f"train/{key}", value, global_step=global_step)
 
 
-class _LoggedLoader:
-    """A loader that reports each ``interval``-th batch after it was trained (see :meth:`RunLog.steps`)."""
+class StepLog:
+    """Reports each ``interval``-th trained batch of one epoch (see :meth:`RunLog.steps`).
 
-    def __init__(self, log: RunLog, loader: Any, sums: dict[str, Any], epoch: int, skip: int,
+    The training loop calls :meth:`trained` after every optimiser step, in its own thread, so a
+    line says what has really been trained, also when the next batch is built ahead.
+    """
+
+    def __init__(self, log: RunLog, total: int, sums: dict[str, Any], epoch: int, skip: int,
                  lr: Callable[[int, int], float] | None):
-        self.log, self.loader, self.sums, self.epoch, self.skip, self.lr = log, loader, sums, epoch, skip, lr
+        self.log, self.total, self.sums, self.epoch, self.skip, self.lr = log, total, sums, epoch, skip, lr
+        self.every = log.interval or (50 if log.writer is not None else 0)
+        self.start = self.last_time = time.perf_counter()
+        self.images = self.last_images = 0
 
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __getattr__(self, name: str) -> Any:  # sampler, dataset, batch_size: the wrapped loader's
-        return getattr(self.loader, name)
-
-    def __iter__(self) -> Iterator[Any]:
-        every = self.log.interval or (50 if self.log.writer is not None else 0)
-        if not every:
-            yield from self.loader
+    def trained(self, step: int, images: int) -> None:
+        """Batch ``step`` (0-based) of ``images`` clean images has been trained."""
+        if not self.every:
             return
-        total = len(self.loader)
-        start = last_time = time.perf_counter()
-        images = last_images = 0
-        previous: Any = None
-        for i, batch in enumerate(self.loader):
-            if i > self.skip:
-                images += _batch_size(previous)
-                if i % every == 0:  # batch i - 1 (the every-th) has been trained
-                    last_time, last_images = self._report(i - 1, total, start, last_time, images, last_images)
-            previous = batch
-            yield batch
-        if total > self.skip and total % every == 0:  # the last batch, trained when the loop ends
-            images += _batch_size(previous)
-            self._report(total - 1, total, start, last_time, images, last_images)
-
-    def _report(self, step: int, total: int, start: float, last_time: float, images: int,
-                last_images: int) -> tuple[float, int]:
-        now = time.perf_counter()
-        rate = (images - last_images) / max(now - last_time, 1e-9)
-        done = step + 1 - self.skip
-        left = (now - start) / done * (total - step - 1) if done > 0 else math.nan
-        lr = self.lr(step, total) if self.lr is not None else math.nan
-        self.log._step(self.epoch, step, total, self.sums, rate, left, lr)
-        return now, images
-
-
-def _batch_size(batch: Any) -> int:
-    """Clean images in a (images, target) batch."""
-    target = batch[1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else batch
-    return int(len(target))
+        self.images += images
+        if (step + 1) % self.every == 0:
+            now = time.perf_counter()
+            rate = (self.images - self.last_images) / max(now - self.last_time, 1e-9)
+            done = step + 1 - self.skip
+            left = (now - self.start) / done * (self.total - step - 1) if done > 0 else math.nan
+            lr = self.lr(step, self.total) if self.lr is not None else math.nan
+            self.log._step(self.epoch, step, self.total, self.sums, rate, left, lr)
+            self.last_time, self.last_images = now, self.images
 
 
 class BestModel:

@@ -119,10 +119,10 @@ def fit(config: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | Non
                 if gen_state is not None:  # resuming mid-epoch after Ctrl-C: continue the saved stream
                     gen.set_state(gen_state)
                 sums = sums or {"n": 0.0, "correct": 0.0, "loss": 0.0}
-                logged = log.steps(loader, sums, epoch, skip=start_step,
-                                   lr=functools.partial(schedule.lr, epoch))
-                step = _train_epoch(job, logged, gen, sums, skip=start_step, epoch=epoch, schedule=schedule,
-                                    branches=branches, severities=severities, stop=stop)
+                step_log = log.steps(len(loader), sums, epoch, skip=start_step,
+                                     lr=functools.partial(schedule.lr, epoch))
+                step = _train_epoch(job, loader, gen, sums, skip=start_step, epoch=epoch, schedule=schedule,
+                                    branches=branches, severities=severities, stop=stop, step_log=step_log)
                 start_step, gen_state = 0, None
                 if stop.requested:  # Ctrl-C: save where we are (resumable mid-epoch) and leave
                     _save(run, job, cfg, epoch, step, gen, sums)
@@ -293,7 +293,7 @@ def _train_loader(cfg: TrainConfig, ctx: D.DistContext, train_ds, epoch: int, de
 
 
 def _train_epoch(job: _Job, loader, gen: torch.Generator, sums: dict[str, float], *, skip: int, epoch: int,
-                 schedule: TrainingSchedule, branches, severities, stop: StopFlag) -> int:
+                 schedule: TrainingSchedule, branches, severities, stop: StopFlag, step_log=None) -> int:
     """Train one epoch from batch ``skip`` on, adding to ``sums``; returns the next batch index."""
     cfg, net = job.cfg, job.net
     net.train()
@@ -323,6 +323,8 @@ def _train_epoch(job: _Job, loader, gen: torch.Generator, sums: dict[str, float]
             for k, v in result.terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * b
             bar.update(1)
+            if step_log is not None:
+                step_log.trained(step, b)
             n = sums["n"]
             bar.set_postfix(loss=f"{sums['loss'] / n:.3f}", acc=f"{100 * sums['correct'] / n:.1f}")
         else:

@@ -14,12 +14,15 @@ from auxtrain.run_log import BEST_MODEL, BestModel, RunLog
 from auxtrain.train_config import TrainConfig
 
 
-def _train(logged, sums, batch=4):
-    """What the training step does to ``sums`` per batch (the logger only reads it)."""
-    for _images, target in logged:
+def _train(loader, sums, step_log, skip=0):
+    """What the training loop does per batch: add to ``sums`` (the log only reads it), then tell the log."""
+    for step, (_images, target) in enumerate(loader):
+        if step < skip:
+            continue  # trained before the interruption
         sums["n"] += len(target)
         sums["correct"] += len(target) // 2
         sums["loss"] += 1.5 * len(target)
+        step_log.trained(step, len(target))
     return sums
 
 
@@ -31,9 +34,8 @@ def _lines(interval, steps, skip=0, progress=False):
     stream = io.StringIO()
     log = RunLog(None, interval=interval, progress=progress, epochs=3, stream=stream)
     sums = {"n": 0.0, "correct": 0.0, "loss": 0.0}
-    logged = log.steps(_loader(steps), sums, epoch=1, skip=skip, lr=lambda step, total: 0.1 * step / total)
-    assert len(logged) == steps
-    _train(logged, sums)
+    step_log = log.steps(steps, sums, epoch=1, skip=skip, lr=lambda step, total: 0.1 * step / total)
+    _train(_loader(steps), sums, step_log, skip)
     return stream.getvalue().splitlines()
 
 
