@@ -53,6 +53,10 @@ def test_read_state_dict_unwraps_containers(tmp_path):
         path = tmp_path / f"w{i}.pt"
         torch.save(data, path)
         assert set(read_state_dict(path)) == {"weight", "bias"}
+    from safetensors.torch import save_file
+
+    save_file(state, str(tmp_path / "w.safetensors"))
+    assert set(read_state_dict(tmp_path / "w.safetensors")) == {"weight", "bias"}
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
     with pytest.raises(ValueError, match="--init .*junk.pt: not a readable weights file"):
         read_state_dict(tmp_path / "junk.pt")
