@@ -53,6 +53,10 @@ def test_read_state_dict_unwraps_containers(tmp_path):
         path = tmp_path / f"w{i}.pt"
         torch.save(data, path)
         assert set(read_state_dict(path)) == {"weight", "bias"}
+    from safetensors.torch import save_file
+
+    save_file(state, str(tmp_path / "w.safetensors"))
+    assert set(read_state_dict(tmp_path / "w.safetensors")) == {"weight", "bias"}
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
     with pytest.raises(ValueError, match="--init .*junk.pt: not a readable weights file"):
         read_state_dict(tmp_path / "junk.pt")
@@ -157,3 +161,20 @@ def test_eval_model_weights_takes_a_torchvision_state_dict(tmp_path, capsys):
     assert main([*common, "--model", "resnet20", "--weights", str(tmp_path / "r20.pt"), "--out",
                  str(tmp_path / "y")]) == 2
     assert "pass --mean and --std" in capsys.readouterr().err
+
+
+def test_fit_pretrained_records_torchvisions_file_and_sha256(tmp_path, monkeypatch, capsys):
+    from auxtrain.models.pretrained import torchvision_cache_file, torchvision_weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cached = torchvision_cache_file(torchvision_weights("mobilenet_v3_small"))
+    cached.parent.mkdir(parents=True)
+    torch.save(torchvision.models.mobilenet_v3_small(num_classes=1000).state_dict(), cached)
+    out = tmp_path / "run"
+    code = main(["fit", *TINY, "--model", "tv_mobilenet_v3_small", "--pretrained", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    record = yaml.safe_load((out / "config.yaml").read_text())["init"]
+    assert record["pretrained"] is True
+    assert record["source"] == "torchvision MobileNet_V3_Small_Weights.IMAGENET1K_V1"
+    assert record["file"] == str(cached)
+    assert record["sha256"] == hashlib.sha256(cached.read_bytes()).hexdigest()
