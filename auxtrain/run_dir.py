@@ -278,8 +278,10 @@ class RunDir:
             with open(self.config_path, encoding="utf-8") as f:
                 doc = yaml.safe_load(f) or {}
         except yaml.YAMLError as exc:
-            raise RunDirError(f"{self.config_path} is not valid YAML ({' '.join(str(exc).split())}); "
-                              f"{fix}") from None
+            mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+            where = (f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark and problem
+                     else " ".join(str(exc).split()))
+            raise RunDirError(f"{self.config_path} is not valid YAML ({where}); {fix}") from None
         except UnicodeDecodeError:
             raise RunDirError(f"{self.config_path} is not a UTF-8 text file; {fix}") from None
         config = doc.get("config", {}) if isinstance(doc, dict) else None
