@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["LossFn", "InputsFn", "TrainStep", "StepResult", "Batches", "use_separate_passes",
+__all__ = ["LossFn", "InputsFn", "TrainStep", "StepResult", "Batches", "can_separate", "use_separate_passes",
            "use_channels_last"]
 
 LossFn = Callable[[Any, Tensor], tuple[Tensor, dict[str, Tensor]]]

@@ -326,3 +326,25 @@ def test_separate_domain_passes_train_like_the_stacked_pass(tmp_path):
     for k in a:
         torch.testing.assert_close(b[k].double(), a[k].double(), rtol=1e-3, atol=5e-4, msg=k)
     assert separate.metrics[0]["loss"] == pytest.approx(stacked.metrics[0]["loss"], rel=1e-5)
+
+
+def test_a_run_saved_with_boolean_channels_last_resumes(standard_run, tmp_path):
+    """Runs from before --channels-last auto|on|off saved true/false: --resume reads them as on/off."""
+    import yaml
+
+    from auxtrain.train_config import saved_run_options
+    from auxtrain.training import TrainConfig, fit
+
+    run = _copy_run(standard_run, tmp_path)
+    ckpt = torch.load(run / "checkpoint_last.pt", weights_only=True)
+    del ckpt["config"]["domain_passes"]
+    ckpt["config"]["channels_last"] = False
+    torch.save(ckpt, run / "checkpoint_last.pt")
+    doc = yaml.safe_load((run / "config.yaml").read_text())
+    doc["config"]["channels_last"] = False
+    del doc["config"]["domain_passes"]
+    (run / "config.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    options = saved_run_options(run)
+    assert options["channels_last"] is False
+    result = fit(TrainConfig(**{**options, "resume": True, "eval": False}))  # finished: nothing to train
+    assert result.metrics == [] and result.model_path.is_file()
