@@ -4,7 +4,8 @@ One step flows one way: a clean uint8 batch -> ordinary augmentation on the devi
 views of the same (pixel-aligned) images -> one stacked uint8 batch [clean; view_1; ...; view_K] ->
 AuxiliaryModel (which normalises its input itself) -> AuxiliaryLoss (with the tying and companion
 weights of :class:`~auxtrain.schedule.TrainingSchedule`) -> SGD. ``mode="augment"`` is the naive
-baseline (the views join the main head's batch, no auxiliary heads) and ``corruptions="none"``
+baseline (the views join the main head's batch, no auxiliary heads), ``mode="augmix"`` the
+AugMix baseline (two AugMix views join it, with the Jensen-Shannon loss) and ``corruptions="none"``
 is standard training.
 
 Every random choice comes from a generator seeded by (seed, epoch, rank) and the data order is a
