@@ -332,12 +332,15 @@ def _check_domain_passes(cfg: TrainConfig) -> None:
                          "--mode auxiliary with --corruptions other than none and selective BN (no "
                          "--no-selective-bn); use --domain-passes auto or stacked")
 def _check_augmix(cfg: TrainConfig) -> None:
-    """``--mode augmix`` trains without branches; ``--jsd-weight`` and ``--bn-prior`` are >= 0."""
+    """``--mode augmix`` trains without branches or companions; ``--jsd-weight``, ``--bn-prior`` >= 0."""
     if cfg.mode == "augmix" and cfg.corruptions.strip().lower() != "none":
         raise ValueError(f"--mode augmix trains the main head on two AugMix views, not on branches, but "
                          f"--corruptions is {cfg.corruptions!r}; leave --corruptions out (or pass none), "
                          "or use --mode auxiliary --corruptions augmix for AugMix views through an "
                          "auxiliary head")
+    if cfg.mode == "augmix" and cfg.companions:
+        raise ValueError("--companions is not supported with --mode augmix (the companions would see the "
+                         "AugMix views with the clean labels only); drop one of the two")
     for name in ("jsd_weight", "bn_prior"):
         value = getattr(cfg, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:

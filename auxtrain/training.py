@@ -7,7 +7,8 @@ per domain (``--domain-passes``) -> AuxiliaryLoss (with the tying and companion 
 :class:`~auxtrain.schedule.TrainingSchedule`) -> SGD. The step itself and the batches built ahead
 in a background thread live in :mod:`auxtrain.train_step`; this module keeps the loop.
 ``mode="augment"`` is the naive baseline (the views join the main head's batch, no auxiliary
-heads) and ``corruptions="none"`` is standard training.
+heads), ``mode="augmix"`` the AugMix baseline (two AugMix views join it, with the Jensen-Shannon
+loss) and ``corruptions="none"`` is standard training.
 
 Every random choice comes from a generator seeded by (seed, epoch, rank) and the data order is a
 function of (seed, epoch), so a run resumed from its per-epoch checkpoint replays the interrupted

@@ -128,6 +128,8 @@ def test_augmix_mode_refuses_corruption_branches():
     assert TrainConfig().resolved().corruptions == "noise,blur"
     with pytest.raises(ValueError, match="--mode augmix trains the main head on two AugMix views"):
         TrainConfig(mode="augmix", corruptions="noise").resolved()
+    with pytest.raises(ValueError, match="--companions is not supported with --mode augmix"):
+        TrainConfig(mode="augmix", companions="layer1").resolved()
     with pytest.raises(ValueError, match="--jsd-weight"):
         TrainConfig(mode="augmix", jsd_weight=-1.0).resolved()
 
