@@ -151,7 +151,8 @@ def make_c(
         profile: severity profile passed to ``corrupt`` ("auto", "cifar", "imagenet").
         threads: cells corrupted at once in this process, each single-threaded (None: torch's
             intra-op thread count). Coarse work-sharing instead of OpenMP's fork-join per op keeps
-            the speed on a machine shared with other CPU-bound processes.
+            the speed on a machine shared with other CPU-bound processes, whatever
+            OMP_WAIT_POLICY is. torch's intra-op thread count is 1 during the call, then restored.
         distributed: share the cells among the ranks of the initialized ``torch.distributed``
             default group; every rank calls make_c with the same arguments and ``out_dir`` must be
             one shared folder. No effect without a process group.
