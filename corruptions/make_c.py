@@ -317,7 +317,12 @@ class _Job:
         mine = tasks[self.group.rank::self.group.size]
         left = {f: sum(1 for g, _ in mine if g == f) for f in range(len(plan))}
         digests: dict[tuple[int, int], bytes] = {}
-        fds = {f: os.open(self.out / f"{name}.npy.tmp", os.O_WRONLY) for f, (name, *_) in enumerate(plan)}
+        try:
+            fds = {f: os.open(self.out / f"{name}.npy.tmp", os.O_WRONLY) for f, (name, *_) in enumerate(plan)}
+        except FileNotFoundError as exc:
+            raise ValueError(f"rank {self.group.rank} cannot see {exc.filename}, which rank 0 created: with "
+                             "several processes, out_dir must be one folder they all see (a shared file "
+                             "system)") from None
         bar = tqdm(total=len(plan) * len(self.severities) * n, unit="img", desc="make_c",
                    disable=not progress or self.group.rank != 0)
         old_threads = torch.get_num_threads()
