@@ -151,7 +151,8 @@ def make_c(
         profile: severity profile passed to ``corrupt`` ("auto", "cifar", "imagenet").
         threads: cells corrupted at once in this process, each single-threaded (None: torch's
             intra-op thread count). Coarse work-sharing instead of OpenMP's fork-join per op keeps
-            the speed on a machine shared with other CPU-bound processes.
+            the speed on a machine shared with other CPU-bound processes, whatever
+            OMP_WAIT_POLICY is. torch's intra-op thread count is 1 during the call, then restored.
         distributed: share the cells among the ranks of the initialized ``torch.distributed``
             default group; every rank calls make_c with the same arguments and ``out_dir`` must be
             one shared folder. No effect without a process group.
@@ -316,7 +317,12 @@ class _Job:
         mine = tasks[self.group.rank::self.group.size]
         left = {f: sum(1 for g, _ in mine if g == f) for f in range(len(plan))}
         digests: dict[tuple[int, int], bytes] = {}
-        fds = {f: os.open(self.out / f"{name}.npy.tmp", os.O_WRONLY) for f, (name, *_) in enumerate(plan)}
+        try:
+            fds = {f: os.open(self.out / f"{name}.npy.tmp", os.O_WRONLY) for f, (name, *_) in enumerate(plan)}
+        except FileNotFoundError as exc:
+            raise ValueError(f"rank {self.group.rank} cannot see {exc.filename}, which rank 0 created: with "
+                             "several processes, out_dir must be one folder they all see (a shared file "
+                             "system)") from None
         bar = tqdm(total=len(plan) * len(self.severities) * n, unit="img", desc="make_c",
                    disable=not progress or self.group.rank != 0)
         old_threads = torch.get_num_threads()
