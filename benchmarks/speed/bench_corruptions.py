@@ -102,12 +102,14 @@ def time_theirs(ic, images: np.ndarray, name: str) -> tuple[float, float]:
     return n / (time.perf_counter() - start), n / max(time.process_time() - cpu, 1e-9)
 
 
-def bench_size(ic, images: np.ndarray, batch_size: int, per_severity: int, rounds: int) -> list[dict]:
+def bench_size(
+    ic, images: np.ndarray, batch_size: int, per_severity: int, rounds: int, names: list[str]
+) -> list[dict]:
     batch = torch.from_numpy(images[:batch_size]).permute(0, 3, 1, 2).contiguous()
     singles = images[:per_severity]
     generator = torch.Generator().manual_seed(0)
     rows = []
-    for name in get_corruption_names("all"):
+    for name in names:
         corrupt(batch[:2], name, 3, generator=generator)  # warm-up (lazy imports, caches)
         theirs_error = None
         if ic is None:
@@ -174,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="~1-2 minute version (extrapolates make_c)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--skip-make-c", action="store_true", help="only the per-corruption table")
+    parser.add_argument("--names", default="all",
+                        help="comma-separated corruptions to time (default: all; iterating only)")
+    parser.add_argument("--sizes", default="32,224", help="image sizes to time: 32, 224 or both")
     parser.add_argument("--out", type=Path, default=RESULT, help=f"Markdown result (default: {RESULT})")
     args = parser.parse_args(argv)
     if args.threads:
@@ -187,11 +192,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"load average {format_load(load_before)}")
 
-    print("32 px (batch 256):")
-    rows32 = bench_size(ic, images, 256, 8 if args.quick else 32, rounds)
-    print("224 px:")
-    big = upsample(images[:32], 224)
-    rows224 = bench_size(ic, big, 16 if args.quick else 32, 1 if args.quick else 2, rounds)
+    names = get_corruption_names("all") if args.names == "all" else args.names.split(",")
+    sizes = {int(v) for v in args.sizes.split(",")}
+    rows32, rows224 = [], []
+    if 32 in sizes:
+        print("32 px (batch 256):")
+        rows32 = bench_size(ic, images, 256, 8 if args.quick else 32, rounds, names)
+    if 224 in sizes:
+        print("224 px:")
+        big = upsample(images[:32], 224)
+        rows224 = bench_size(ic, big, 16 if args.quick else 32, 1 if args.quick else 2, rounds, names)
 
     make_c_line = "make_c: skipped (--skip-make-c)"
     if not args.skip_make_c:
