@@ -1,6 +1,6 @@
 """Fast exact Poisson draws for rates on the 8-bit grid: Poisson(k / 255 * c), k = 0..255.
 
-``torch.poisson`` samples one value at a time on the CPU (about 100 ns each), which made
+``torch.poisson`` samples one value at a time on the CPU (50-130 ns each here), which made
 shot_noise the slowest noise corruption. An 8-bit image has only 256 distinct rates per
 severity, so this samples by inversion instead: one uniform 53-bit integer u per value, and
 the count is the smallest n with u < 2**53 * F_k(n), F_k the Poisson CDF of rate k / 255 * c

@@ -7,6 +7,7 @@ they get and return uint8 batches, and float input is rounded to 8 bits first.
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -26,7 +27,8 @@ _JPEG_IMAGES_PER_THREAD = 16
 
 
 @lru_cache(maxsize=1)
-def _codec_pool(workers: int) -> ThreadPoolExecutor:
+def _codec_pool(workers: int, pid: int) -> ThreadPoolExecutor:
+    """A pool per process: threads do not survive fork (DataLoader workers), so a child gets its own."""
     return ThreadPoolExecutor(workers, thread_name_prefix="corruptions-jpeg")
 
 
@@ -48,7 +50,7 @@ def _jpeg_round_trip_torchvision(images: torch.Tensor, quality: int) -> torch.Te
         warnings.simplefilter("ignore", DeprecationWarning)
         if workers <= 1:
             return torch.stack(code(images))
-        parts = _codec_pool(workers).map(code, torch.tensor_split(images, workers))
+        parts = _codec_pool(workers, os.getpid()).map(code, torch.tensor_split(images, workers))
         return torch.stack([image for part in parts for image in part])
 
 

@@ -31,8 +31,9 @@ def gaussian_noise_tensor(x: torch.Tensor, params: tuple, generator: torch.Gener
 def shot_noise_tensor(x: torch.Tensor, params: tuple, generator: torch.Generator) -> torch.Tensor:
     """Poisson(x * c) / c: photon noise with c photons at full intensity (variance x / c).
 
-    8-bit images (every value k / 255) sample by table inversion (``_poisson``, about 10x faster
-    than ``torch.poisson``); other values, or a non-CPU generator, use ``torch.poisson``.
+    8-bit images (every value k / 255) sample by exact table inversion (``_poisson``; 1.3-2x less
+    CPU time than ``torch.poisson`` at 32 and 224 px, measured on a busy machine); other values,
+    or a non-CPU generator, use ``torch.poisson``.
     """
     (c,) = params
     levels = on_grid_levels(x) if generator.device.type == "cpu" else None
