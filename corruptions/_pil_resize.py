@@ -1,7 +1,7 @@
 """PIL's 8-bit resampling, bit-exact on integer batches: BOX downscaling and the pixelate round trip.
 
 ``pil_pixelate`` is ``Image.resize((w, h), BOX)`` then ``resize((W, H), BOX or NEAREST)`` for a
-whole (..., H, W) int32 batch: the same fixed-point arithmetic (22 precision bits, rounding, the
+whole (..., H, W) uint8 batch: the same fixed-point arithmetic (22 precision bits, rounding, the
 horizontal pass first) and the same source pixels, ties included.
 """
 
@@ -39,23 +39,25 @@ def _pil_box_windows(in_size: int, out_size: int) -> tuple[torch.Tensor, torch.T
 
 
 def _box_rows(u: torch.Tensor, out_size: int) -> torch.Tensor:
-    """PIL BOX downscaling of int32 pixels along dim -2, with PIL's fixed-point mean.
+    """PIL BOX downscaling of uint8 pixels along dim -2, with PIL's fixed-point mean (uint8 out).
 
-    Window sums are built row by row: the first row of every window, then the second row of the
-    windows that have one, ... (windows hold at most ceil(in / out) + 1 rows). Rows (dim -2)
-    because gathers there copy contiguous memory; along the last dim they are several times
-    slower, so callers transpose instead.
+    Window sums (int16: at most ceil(in / out) + 1 rows of <= 255) are built row by row: the
+    first row of every window, then the second row of the windows that have one, ... Rows
+    (dim -2) because gathers there copy contiguous memory; along the last dim they are several
+    times slower, so callers transpose instead.
     """
     in_size = u.shape[-2]
     if in_size == out_size:
         return u
     lo, hi, weight = _pil_box_windows(in_size, out_size)
-    sums = u.index_select(-2, lo.to(u.device))
+    sums = u.index_select(-2, lo.to(u.device)).to(torch.int16)
     for j in range(1, int((hi - lo).max())):
         windows = torch.nonzero(lo + j < hi).squeeze(1)
-        sums.index_add_(-2, windows.to(u.device), u.index_select(-2, (lo[windows] + j).to(u.device)))
-    # sum * weight <= 255 * 2**22 (+ rounding): fits in int32
-    return (sums.mul_(weight.to(torch.int32).to(u.device)[:, None]).add_(1 << 21)) >> 22
+        rows = u.index_select(-2, (lo[windows] + j).to(u.device)).to(torch.int16)
+        sums.index_add_(-2, windows.to(u.device), rows)
+    # sum * weight <= 255 * 2**22 (+ rounding): fits in int32; the result fits in uint8
+    fixed = sums.to(torch.int32).mul_(weight.to(torch.int32).to(u.device)[:, None]).add_(1 << 21)
+    return fixed.bitwise_right_shift_(22).to(torch.uint8)
 
 
 def _upscale_indices(in_size: int, out_size: int, incremental: bool) -> torch.Tensor:
@@ -79,12 +81,19 @@ def _upscale_indices(in_size: int, out_size: int, incremental: bool) -> torch.Te
 def pil_pixelate(u: torch.Tensor, small_h: int, small_w: int, incremental: bool) -> torch.Tensor:
     """PIL ``resize((small_w, small_h), BOX)`` then ``resize((W, H), BOX or NEAREST)``, bit-exact.
 
-    PIL's BOX pass runs horizontally first, rounding to uint8, then vertically. The upscale only
-    copies pixels, so it commutes with the other axis' pass: horizontal down + up run on the
-    transposed image (as row operations), then vertical down + up.
+    ``u`` is a uint8 (..., H, W) batch. PIL's BOX pass runs horizontally first, rounding to
+    uint8, then vertically. Upscaling only copies pixels, so it commutes with the other axis'
+    pass: horizontal down + up run on the transposed image (as row operations), then vertical
+    down + up. For strong down-scaling (below 0.6) widening the small image along its last
+    dim is cheaper than transposing the full-size one back (measured), so both upscales run
+    last instead.
     """
     height, width = u.shape[-2:]
-    t = _box_rows(u.transpose(-1, -2).contiguous(), small_w)
-    t = t.index_select(-2, _upscale_indices(small_w, width, incremental).to(u.device))
-    v = _box_rows(t.transpose(-1, -2).contiguous(), small_h)
-    return v.index_select(-2, _upscale_indices(small_h, height, incremental).to(u.device))
+    cols = _upscale_indices(small_w, width, incremental).to(u.device)
+    rows = _upscale_indices(small_h, height, incremental).to(u.device)
+    t = _box_rows(u.transpose(-1, -2).contiguous(), small_w)  # (..., small_w, H)
+    if 5 * small_w >= 3 * width:
+        t = t.index_select(-2, cols).transpose(-1, -2).contiguous()  # (..., H, W)
+        return _box_rows(t, small_h).index_select(-2, rows)
+    v = _box_rows(t.transpose(-1, -2).contiguous(), small_h)  # (..., small_h, small_w)
+    return v.index_select(-1, cols).index_select(-2, rows)

@@ -7,7 +7,10 @@ they get and return uint8 batches, and float input is rounded to 8 bits first.
 from __future__ import annotations
 
 import io
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -19,14 +22,36 @@ from ._registry import register
 # jpeg_compression
 
 
+# Images per worker below which one thread codes the whole batch (thread hand-off costs more).
+_JPEG_IMAGES_PER_THREAD = 16
+
+
+@lru_cache(maxsize=1)
+def _codec_pool(workers: int, pid: int) -> ThreadPoolExecutor:
+    """A pool per process: threads do not survive fork (DataLoader workers), so a child gets its own."""
+    return ThreadPoolExecutor(workers, thread_name_prefix="corruptions-jpeg")
+
+
 def _jpeg_round_trip_torchvision(images: torch.Tensor, quality: int) -> torch.Tensor:
+    """libjpeg round trip of a uint8 batch; chunks run on torch.get_num_threads() threads.
+
+    libjpeg codes one image on one core and torchvision's codecs release the GIL, so a batch
+    is split into equal chunks coded in parallel (identical bytes: each image is coded alone).
+    """
     from torchvision.io import decode_jpeg, encode_jpeg
 
+    def code(chunk: torch.Tensor) -> list[torch.Tensor]:
+        return decode_jpeg(encode_jpeg(list(chunk), quality=quality))
+
+    workers = min(torch.get_num_threads(), len(images) // _JPEG_IMAGES_PER_THREAD)
+    # Warning filters are process-wide, so this one (set here, not in the workers) covers them.
     with warnings.catch_warnings():
         # torchvision 0.29 deprecates its image codecs in favour of another package; they still work.
         warnings.simplefilter("ignore", DeprecationWarning)
-        encoded = encode_jpeg(list(images), quality=quality)
-        return torch.stack(decode_jpeg(encoded))
+        if workers <= 1:
+            return torch.stack(code(images))
+        parts = _codec_pool(workers, os.getpid()).map(code, torch.tensor_split(images, workers))
+        return torch.stack([image for part in parts for image in part])
 
 
 def _jpeg_round_trip_pil(images: torch.Tensor, quality: int) -> torch.Tensor:
@@ -86,4 +111,4 @@ def pixelate_tensor(x: torch.Tensor, params: tuple, generator: torch.Generator) 
     c, nearest = params
     height, width = x.shape[-2:]
     small_h, small_w = max(int(height * c), 1), max(int(width * c), 1)
-    return pil_pixelate(x.to(torch.int32), small_h, small_w, bool(nearest)).to(torch.uint8)
+    return pil_pixelate(x, small_h, small_w, bool(nearest))
