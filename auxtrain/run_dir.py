@@ -140,8 +140,10 @@ class RunDir:
     METRICS = "metrics.csv"
     CHECKPOINT = "checkpoint_last.pt"
     MODEL = "model_plain.pt"
-    REPORT_FILES = ("report.csv", "report.md", "report.png", "errors.csv", "accuracy.csv",
-                    "unaggregated_results.csv", "summary.json")
+    BEST_MODEL = "model_best.pt"  # with --val-size (auxtrain.run_log.BestModel)
+    TENSORBOARD = "tensorboard"   # with --logger tensorboard: its event files
+    REPORT_FILES = ("report.csv", "report.md", "report.png", "errors.csv", "errors_bn_adapted.csv",
+                    "accuracy.csv", "unaggregated_results.csv", "summary.json")
     # The generated -C set a run's evaluation caches (auxtrain.evaluation.CACHE_DIR) and its files.
     EVAL_CACHE = "corrupted_test"
     EVAL_CACHE_FILES = ("*.npy", "*.json", "*.tmp")
@@ -253,18 +255,20 @@ class RunDir:
 
     def _remove_previous_run(self) -> None:
         """Delete the files an auxtrain run writes (and their .tmp leftovers), nothing else."""
-        names = (self.CONFIG, self.METRICS, self.CHECKPOINT, self.MODEL, *self.REPORT_FILES)
+        names = (self.CONFIG, self.METRICS, self.CHECKPOINT, self.MODEL, self.BEST_MODEL, *self.REPORT_FILES)
         for name in names:
             for victim in (self.path / name, self.path / f"{name}.tmp"):
                 victim.unlink(missing_ok=True)
-        cache = self.path / self.EVAL_CACHE
-        if cache.is_dir():
-            for pattern in self.EVAL_CACHE_FILES:
-                for victim in cache.glob(pattern):
-                    if victim.is_file():
-                        victim.unlink()
-            with contextlib.suppress(OSError):  # left in place if it holds other files
-                cache.rmdir()
+        for folder, patterns in ((self.EVAL_CACHE, self.EVAL_CACHE_FILES),
+                                 (self.TENSORBOARD, ("events.out.tfevents.*",))):
+            folder = self.path / folder
+            if folder.is_dir():
+                for pattern in patterns:
+                    for victim in folder.glob(pattern):
+                        if victim.is_file():
+                            victim.unlink()
+                with contextlib.suppress(OSError):  # left in place if it holds other files
+                    folder.rmdir()
 
     def write_config(self, config: dict[str, Any], **extra: Any) -> None:
         """Write config.yaml: the resolved ``config``, ``extra`` entries and the environment."""

@@ -23,10 +23,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from auxtrain.run_dir import RunDir
+
 __all__ = ["RunLog", "BestModel", "tensorboard_available", "TENSORBOARD_DIR", "BEST_MODEL"]
 
-TENSORBOARD_DIR = "tensorboard"
-BEST_MODEL = "model_best.pt"
+TENSORBOARD_DIR = RunDir.TENSORBOARD
+BEST_MODEL = RunDir.BEST_MODEL
 
 
 def tensorboard_available() -> bool:

@@ -333,6 +333,9 @@ def test_overwrite_removes_the_previous_runs_files_and_its_corrupted_test_set_on
     for name in ("gaussian_noise.npy", "labels.npy", "clean.npy", "make_c.json"):
         (cache / name).write_bytes(b"old")
     (out / "notes.txt").write_text("mine")
+    (out / RunDir.BEST_MODEL).write_bytes(b"old")
+    (out / RunDir.TENSORBOARD).mkdir()
+    (out / RunDir.TENSORBOARD / "events.out.tfevents.1.host").write_bytes(b"old")
     run = RunDir(out, overwrite=True)
     assert (out / RunDir.CHECKPOINT).exists()  # nothing is removed before training starts
     run.prepare()

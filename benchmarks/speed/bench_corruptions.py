@@ -140,7 +140,7 @@ def bench_make_c(images: np.ndarray, labels: np.ndarray, num: int, target: int) 
     """(measured seconds for ``num`` images, seconds extrapolated to ``target`` images, num)."""
     with tempfile.TemporaryDirectory(prefix="bench_make_c_") as tmp:
         start = time.perf_counter()
-        make_c(images[:num], labels[:num], tmp, names=None, seed=0, batch_size=1000, progress=False)
+        make_c(images[:num], labels[:num], tmp, names=None, seed=0, progress=False)
         seconds = time.perf_counter() - start
     return seconds, seconds * target / num, num
 
