@@ -22,6 +22,11 @@ processes, as timeit recommends).
 
     python benchmarks/speed/bench_auxiliary_step.py            # full: batch 128, 3 rounds of 3 steps
     python benchmarks/speed/bench_auxiliary_step.py --quick    # batch 16, 2 rounds of 2 steps
+    python benchmarks/speed/bench_auxiliary_step.py --threads 1 --clock process   # on a busy machine
+
+``--clock process`` times CPU time instead of wall time: with one thread it is far less disturbed
+by other processes, but it counts the background thread's work too, so +ahead then shows the
+total work, not the step's critical path.
 
 Writes benchmarks/results/auxiliary_step_speed.md (the header of benchmarks/_machine.py, then the numbers).
 Memory: resnet18 with K=4 at batch 128 holds activations of 640 images (several GB on CPU).
@@ -104,16 +109,17 @@ def run(args: argparse.Namespace) -> list[dict]:
         runners = {key: make_runner(key[0], name, key[1], args.batch, device, channels_last)
                    for key in keys}
         times: dict[tuple[str, int], list[float]] = {key: [] for key in keys}
+        clock = time.process_time if args.clock == "process" else time.perf_counter
         for round_ in range(args.warmup + args.rounds):
             for key, runner in runners.items():
                 if device.type == "cuda":
                     torch.cuda.synchronize()
-                start = time.perf_counter()
+                start = clock()
                 runner(args.steps)
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 if round_ >= args.warmup:
-                    times[key].append((time.perf_counter() - start) / args.steps)
+                    times[key].append((clock() - start) / args.steps)
         best = {key: min(v) * 1e3 for key, v in times.items()}
         plain = best[("plain", 0)]
         default = "separate" if device.type == "cpu" else "stacked"
@@ -143,7 +149,8 @@ def report(args: argparse.Namespace, rows: list[dict], header: list[str]) -> str
         f"- Batch B = {args.batch} clean uint8 images (32 px, {NUM_CLASSES} classes), normalised by the "
         f"model; one SGD step incl. AuxiliaryLoss (stage two); channels_last "
         f"{'on' if use_channels_last(args.channels_last, device) else 'off'}; mean step time of the best of "
-        f"{args.rounds} round-robin rounds of {args.steps} steps, after {args.warmup} warm-up round(s)",
+        f"{args.rounds} round-robin rounds of {args.steps} steps, after {args.warmup} warm-up round(s); "
+        f"{'CPU' if args.clock == 'process' else 'wall'} time",
         f"- Branches: {'; '.join(f'K={k}: {v}' for k, v in BRANCHES.items())}. +views / +ahead: the "
         f"{default} step from a clean batch with crops, flips and views built in the step's thread / "
         "built ahead in a background thread (training's way)",
@@ -176,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--channels-last", default="auto", choices=["auto", "on", "off"],
                         help="memory format, as fit's --channels-last (default auto)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--clock", default="wall", choices=["wall", "process"],
+                        help="wall time, or CPU time of the process (see above; default wall)")
     parser.add_argument("--quick", action="store_true", help="batch 16, 2 rounds of 2 steps (minutes)")
     default_out = Path(__file__).resolve().parents[1] / "results" / "auxiliary_step_speed.md"
     parser.add_argument("--out", type=Path, default=default_out, help="Markdown result file")
