@@ -20,7 +20,8 @@ from typing import Any, Literal, get_args
 from auxtrain.config import check_choices
 from auxtrain.schedule import Schedule, TyingScale
 
-__all__ = ["TrainConfig", "DATASET_DEFAULTS", "MODES", "RESUMABLE_CHANGES", "saved_run_options"]
+__all__ = ["TrainConfig", "DATASET_DEFAULTS", "MODES", "RESUMABLE_CHANGES", "OPTIONS_SINCE",
+           "saved_run_options"]
 
 Mode = Literal["auxiliary", "augment", "augmix"]
 MODES: tuple[str, ...] = get_args(Mode)
@@ -36,6 +37,9 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "cifar100": {"model": "resnet18", **_RECIPE, "eval_size": None},
     "imagefolder": {"model": "tv_resnet18", **_RECIPE, "epochs": 90, "eval_size": 5000},
 }
+# Options added after runs were saved that change what is trained, with the value that reproduces
+# how a run saved without them trained: --resume continues such a run with it.
+OPTIONS_SINCE = {"tying_scale": "none"}
 # Fields that may change between a run and its --resume (they do not change what is trained). Not
 # epochs: the LR milestones, the cosine and the stage-two start are computed from it.
 RESUMABLE_CHANGES = {"device", "workers", "data_root", "download", "eval", "eval_size",
@@ -368,11 +372,13 @@ def saved_run_options(out: str | os.PathLike) -> dict[str, Any]:
 
     This is the base layer of ``--resume --out DIR``, under a config file and the flags. ``resume``
     and ``overwrite`` are left out (they say what to do with the run, not what it is), and so are
-    keys that are no longer TrainConfig fields.
+    keys that are no longer TrainConfig fields; options newer than the run get their
+    ``OPTIONS_SINCE`` value, the one it trained with.
     """
     from auxtrain.run_dir import RunDir
 
     if not (Path(out) / RunDir.CONFIG).is_file():
         return {}
     names = {f.name for f in dataclasses.fields(TrainConfig)} - {"resume", "overwrite"}
-    return {k: v for k, v in RunDir(out, resume=True).read_config().items() if k in names}
+    saved = {**OPTIONS_SINCE, **RunDir(out, resume=True).read_config()}
+    return {k: v for k, v in saved.items() if k in names}

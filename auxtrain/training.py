@@ -38,7 +38,7 @@ from auxtrain.run_dir import RunDir
 from auxtrain.run_log import BestModel, RunLog
 from auxtrain.schedule import TrainingSchedule
 from auxtrain.seeding import mix_seed, seeded_generator
-from auxtrain.train_config import DATASET_DEFAULTS, RESUMABLE_CHANGES, TrainConfig
+from auxtrain.train_config import DATASET_DEFAULTS, OPTIONS_SINCE, RESUMABLE_CHANGES, TrainConfig
 from auxtrain.train_step import Batches, InputsFn, LossFn, TrainStep, use_channels_last, use_separate_passes
 
 __all__ = ["TrainConfig", "RunResult", "NonFiniteLossError", "fit", "DATASET_DEFAULTS"]
@@ -200,7 +200,7 @@ def _open_run(cfg: TrainConfig) -> tuple[RunDir, dict[str, Any] | None]:
     if not cfg.resume:
         return run, None
     ckpt = load_checkpoint(run.checkpoint_path)
-    old = ckpt["config"]
+    old = {**OPTIONS_SINCE, **ckpt["config"]}  # a run saved before an option trained as its OPTIONS_SINCE
     # Options that change what is trained (the schedule follows from --epochs too) are the run's own.
     changed = sorted(k for k, v in old.items() if k not in RESUMABLE_CHANGES and getattr(cfg, k, v) != v)
     if changed:

@@ -165,7 +165,9 @@ def test_resume_layers_the_saved_run_under_file_and_flags(tmp_path):
     saved = {"dataset": "shapes", "epochs": 3, "lr": 0.05, "seed": 7, "resume": False, "overwrite": True,
              "removed_option": 1}
     (run / "config.yaml").write_text(yaml.safe_dump({"config": saved, "environment": {}}))
-    assert saved_run_options(run) == {"dataset": "shapes", "epochs": 3, "lr": 0.05, "seed": 7}
+    # tying_scale is newer than this run: it gets the value the run trained with (OPTIONS_SINCE).
+    assert saved_run_options(run) == {"dataset": "shapes", "epochs": 3, "lr": 0.05, "seed": 7,
+                                      "tying_scale": "none"}
     assert saved_run_options(tmp_path / "missing") == {}
     path = tmp_path / "c.yaml"
     path.write_text("lr: 0.2\nepochs: 5\n")

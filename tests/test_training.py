@@ -346,5 +346,29 @@ def test_a_run_saved_with_boolean_channels_last_resumes(standard_run, tmp_path):
     (run / "config.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     options = saved_run_options(run)
     assert options["channels_last"] is False
+    options["out"] = str(run)  # config.yaml names the run it was copied from
+    result = fit(TrainConfig(**{**options, "resume": True, "eval": False}))  # finished: nothing to train
+    assert result.metrics == [] and result.model_path.is_file()
+
+
+def test_a_run_saved_before_tying_scale_resumes_with_the_scale_it_trained_with(standard_run, tmp_path):
+    """A run saved without --tying-scale trained with the unscaled gamma: --resume keeps it."""
+    import yaml
+
+    from auxtrain.train_config import saved_run_options
+    from auxtrain.training import TrainConfig, fit
+
+    run = _copy_run(standard_run, tmp_path)
+    ckpt = torch.load(run / "checkpoint_last.pt", weights_only=True)
+    del ckpt["config"]["tying_scale"]
+    torch.save(ckpt, run / "checkpoint_last.pt")
+    doc = yaml.safe_load((run / "config.yaml").read_text())
+    del doc["config"]["tying_scale"]
+    (run / "config.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    options = {**saved_run_options(run), "out": str(run)}  # `auxtrain fit --resume --out RUN`
+    assert options["tying_scale"] == "none"
+    with pytest.raises(ValueError, match=r"--resume cannot change --tying-scale: .* --tying-scale none "
+                                         r"\(asked: step_lr\)"):
+        fit(TrainConfig(**{**options, "tying_scale": "step_lr", "resume": True, "eval": False}))
     result = fit(TrainConfig(**{**options, "resume": True, "eval": False}))  # finished: nothing to train
     assert result.metrics == [] and result.model_path.is_file()
