@@ -209,7 +209,7 @@ def _run_make_c(args: argparse.Namespace) -> int:
     import warnings
 
     from auxtrain.eval_config import MakeCConfig
-    from auxtrain.evaluation import make_c_from_dataset
+    from auxtrain.make_c_command import make_c_from_dataset
 
     try:
         with warnings.catch_warnings(record=True) as caught:

@@ -5,7 +5,9 @@ same random crop and flip for the clean batch and every view (pixel-aligned) -> 
 (which normalises its input itself), as one stacked batch [clean; view_1; ...; view_K] or one pass
 per domain (``--domain-passes``) -> AuxiliaryLoss (with the tying and companion weights of
 :class:`~auxtrain.schedule.TrainingSchedule`) -> SGD. The step itself and the batches built ahead
-in a background thread live in :mod:`auxtrain.train_step`; this module keeps the loop.
+in a background thread live in :mod:`auxtrain.train_step`, what each mode feeds it in
+:mod:`auxtrain.modes`, the export and the final report in :mod:`auxtrain.run_outputs`; this
+module keeps the loop.
 ``mode="augment"`` is the naive baseline (the views join the main head's batch, no auxiliary
 heads), ``mode="augmix"`` the AugMix baseline (two AugMix views join it, with the Jensen-Shannon
 loss) and ``corruptions="none"`` is standard training.
@@ -34,12 +36,14 @@ from auxtrain import distributed as D
 from auxtrain._stop import StopFlag
 from auxtrain.checkpoint import load_checkpoint, restoring, save_checkpoint
 from auxtrain.losses import LOSS_TERMS
+from auxtrain.modes import step_inputs, step_loss
 from auxtrain.run_dir import RunDir
 from auxtrain.run_log import BestModel, RunLog
+from auxtrain.run_outputs import export_model
 from auxtrain.schedule import TrainingSchedule
 from auxtrain.seeding import mix_seed, seeded_generator
 from auxtrain.train_config import DATASET_DEFAULTS, OPTIONS_SINCE, RESUMABLE_CHANGES, TrainConfig
-from auxtrain.train_step import Batches, InputsFn, LossFn, TrainStep, use_channels_last, use_separate_passes
+from auxtrain.train_step import Batches, TrainStep, use_channels_last, use_separate_passes
 
 __all__ = ["TrainConfig", "RunResult", "NonFiniteLossError", "fit", "DATASET_DEFAULTS"]
 
@@ -143,8 +147,8 @@ def fit(config: TrainConfig, *, on_epoch: Callable[[dict[str, Any]], None] | Non
                     metrics.append(row)
                     log.epoch(row)
                     if cfg.val_size:  # model_best.pt by validation accuracy
-                        best.update(test_acc, epoch + 1, lambda path, extra: _export(
-                            cfg, job, branches, path, job.net.strip(), extra["best_val_acc"], extra))
+                        best.update(test_acc, epoch + 1, lambda path, extra: export_model(
+                            cfg, job.spec, branches, path, job.net.strip(), extra["best_val_acc"], extra))
                     if on_epoch is not None:
                         on_epoch(row)
                 sums = None
@@ -300,11 +304,8 @@ def _train_epoch(job: _Job, loader, gen: torch.Generator, sums: dict[str, float]
     net.train()
     bar = tqdm(total=len(loader), initial=skip, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                disable=not (cfg.progress and job.is_main), dynamic_ncols=True)
-    # Auxiliary mode: main head on the clean chunk. Augment mode: every copy goes to the main head.
-    # AugMix: CE on the clean chunk, JSD over it and its two views.
-    copies = 1 if net.num_branches or not branches or cfg.mode == "augmix" else len(branches) + 1
-    loss = _loss(job, schedule, epoch, copies)
-    batches = Batches(loader, _make_inputs(cfg, branches, severities), gen, job.device, skip=skip)
+    loss = step_loss(cfg, net, job.criterion, schedule, epoch, num_views=len(branches))
+    batches = Batches(loader, step_inputs(cfg, branches, severities), gen, job.device, skip=skip)
     step = skip
     try:
         for step, inputs, target in batches:  # noqa: B007 (step is returned)
@@ -334,40 +335,6 @@ def _train_epoch(job: _Job, loader, gen: torch.Generator, sums: dict[str, float]
         batches.close()
         bar.close()
     return step
-
-
-def _make_inputs(cfg: TrainConfig, branches, severities) -> InputsFn:
-    """The step's inputs ``[clean, view_1, ..., view_K]`` of a clean uint8 batch on the device.
-
-    The views corrupt the un-augmented images; then the clean batch and every view get the same
-    random crop and flip (no corrupted zero border, views pixel-aligned with the clean images).
-    """
-    from auxtrain.data import augment_with_views, make_views
-
-    def make_inputs(images: torch.Tensor, gen: torch.Generator) -> list[torch.Tensor]:
-        views = (lambda x: make_views(x, branches, gen, severities)) if branches else None
-        if cfg.dataset == "imagefolder":  # augmented per sample in its dataset
-            return [images, *(views(images) if views else [])]
-        return augment_with_views(images, gen, views)
-
-    return make_inputs
-
-
-def _loss(job: _Job, schedule: TrainingSchedule, epoch: int, copies: int) -> LossFn:
-    """AuxiliaryLoss with this epoch's tying and companion weights; ``copies`` labels per image (augment)."""
-    net, criterion = job.net, job.criterion
-    tying_weight, companion_weight = schedule.tying_weight(epoch), schedule.companion_weight_at(epoch)
-    jsd = job.cfg.mode == "augmix"
-
-    def loss(out, target: torch.Tensor):
-        y = target.repeat(copies) if copies > 1 else target
-        main, *mixed = out.main.float().split(target.shape[0]) if jsd else (out.main.float(),)
-        return criterion(main, [a.float() for a in out.aux], y, consistency=mixed,
-                         tying=net.weight_tying_penalty(),
-                         tying_weight=tying_weight, companions=out.companions,
-                         companion_weight=companion_weight)
-
-    return loss
 
 
 def _diverged_advice(out: str) -> str:
@@ -407,54 +374,12 @@ def _accuracy(job: _Job, loader) -> float:
 
 def _finish(cfg: TrainConfig, run: RunDir, job: _Job, branches, test_ds, test_loader, result: RunResult):
     """Export the plain model and, if asked, write the robustness report into the run directory."""
+    from auxtrain.run_outputs import export_model, robustness_report
+
     if math.isnan(result.test_acc):  # resumed after the last epoch: measure again
         result.test_acc = _accuracy(job, test_loader)
-    from auxtrain.data.views import seen_corruptions
-
-    seen = seen_corruptions(branches)  # the test corruptions trained on (parse_branches: once each)
-    _export(cfg, job, branches, run.model_path, result.model, result.test_acc)
+    export_model(cfg, job.spec, branches, run.model_path, result.model, result.test_acc)
     result.run_dir, result.model_path = run.path, run.model_path
     if cfg.eval:
-        result.report = _robustness(cfg, run, test_ds, job.device, seen)
+        result.report = robustness_report(cfg, run.model_path, run.path, test_ds, job.device, branches)
     return result
-
-
-def _export(cfg: TrainConfig, job: _Job, branches, path: Path, model: torch.nn.Module, acc: float,
-            extra: dict[str, Any] | None = None) -> None:
-    """Write the plain ``model`` to ``path`` with the run's metadata (model_plain.pt, model_best.pt)."""
-    from auxtrain.data.views import seen_corruptions
-    from auxtrain.export import save_model
-    from auxtrain.init_weights import parse_model_kwargs
-
-    seen = seen_corruptions(branches)
-    spec = job.spec
-    meta = {"dataset": cfg.dataset, "image_size": spec.image_size, "mode": cfg.mode, "seed": cfg.seed,
-            "corruptions": cfg.corruptions if branches else "none", "seen_corruptions": seen,
-            "epochs": cfg.epochs, "test_acc": acc, "test_acc_split": "validation" if cfg.val_size else "test",
-            "model_kwargs": parse_model_kwargs(cfg.model_kwargs), **(extra or {})}
-    save_model(path, model, model_name=cfg.model, num_classes=spec.num_classes, mean=spec.mean, std=spec.std,
-               meta=meta)
-
-
-def _robustness(cfg: TrainConfig, run: RunDir, test_ds, device: torch.device, seen: list[str]):
-    """Corruption errors of the exported model on ``eval_root`` or a -C set generated from the test split."""
-    from auxtrain.data import seeded_subset
-    from auxtrain.evaluation import evaluate
-    from auxtrain.export import load_model
-
-    generate_from = None
-    if cfg.eval_root is None:  # corrupted copies of the test (or validation) images, cached in the run
-        ds = seeded_subset(test_ds, cfg.eval_size, cfg.eval_seed)
-        images, labels = zip(*(ds[i] for i in range(len(ds))), strict=True)
-        generate_from = (torch.stack(images), torch.as_tensor(labels))
-    trained_on = cfg.corruptions.strip().lower() != "none"  # any branch, corruptions or training views
-    method = f"{cfg.mode}, corruptions: {cfg.corruptions}" if trained_on else "standard training"
-    method = "AugMix with Jensen-Shannon consistency" if cfg.mode == "augmix" else method
-    method += "; validation split" if cfg.val_size else ""
-    result = evaluate(load_model(run.model_path, device=device), cfg.eval_root, generate_from=generate_from,
-                      corruptions=cfg.eval_corruptions, severities=cfg.eval_severities, seed=cfg.eval_seed,
-                      device=device, workers=cfg.workers, progress=cfg.progress, seen=seen,
-                      title=f"{cfg.dataset} {cfg.model} ({method})", out_dir=run.path,
-                      flags={"root": "--eval-root", "corruptions": "--eval-corruptions",
-                             "severities": "--eval-severities"}, bn_adapt=cfg.bn_adapt, bn_prior=cfg.bn_prior)
-    return result.errors

@@ -384,7 +384,7 @@ def test_a_file_made_by_an_older_kernel_is_not_reused(tmp_path, monkeypatch):
 def test_make_c_fit_and_eval_generate_use_the_same_test_images(fake_cifar10, tmp_path):
     from auxtrain.data import run_splits
     from auxtrain.eval_config import MakeCConfig
-    from auxtrain.evaluation import make_c_from_dataset
+    from auxtrain.make_c_command import make_c_from_dataset
 
     root = str(fake_cifar10.root)
     _, fit_test, _ = run_splits("cifar10", root, test_size=7, data_seed=3)

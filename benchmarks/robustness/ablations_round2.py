@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
-from ablations_shapes import paired_with  # same folder
+from ablations_shapes import paired_with, shapes_c  # same folder
 from cifar10 import markdown_table, noise_blur_split, run_fit, seed_summary, summary_value
 
 from auxtrain.run_dir import atomic_write_text
@@ -86,10 +85,7 @@ def main() -> None:
         parser.error(f"--variants: unknown {unknown}; choose from {', '.join(table)}")
     load_before = load_average()
     args.out.mkdir(parents=True, exist_ok=True)
-    c_dir = args.out / "shapes-C"
-    if not (c_dir / "labels.npy").exists():
-        subprocess.run([sys.executable, "-m", "auxtrain", "make-c", "--dataset", "shapes", "--test-size",
-                        str(args.eval_size), "--out", str(c_dir), "--no-progress"], check=True)
+    c_dir = shapes_c(args.out, args.eval_size)
     common = ["--dataset", "shapes", "--model", "resnet20", "--epochs", str(args.epochs),
               "--train-size", str(args.train_size), "--test-size", str(args.test_size)]
     seeds = [int(s) for s in args.seeds.split(",")]

@@ -73,6 +73,15 @@ def paired_with(per_run: pd.DataFrame, reference: str = "full",
     return pd.DataFrame(rows)
 
 
+def shapes_c(out: Path, eval_size: int) -> Path:
+    """``out/shapes-C``: the shapes-C set every variant is evaluated on (made once, reused)."""
+    c_dir = out / "shapes-C"
+    if not (c_dir / "labels.npy").exists():
+        subprocess.run([sys.executable, "-m", "auxtrain", "make-c", "--dataset", "shapes", "--test-size",
+                        str(eval_size), "--out", str(c_dir), "--no-progress"], check=True)
+    return c_dir
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -90,10 +99,7 @@ def main() -> None:
     args = parser.parse_args()
     load_before = load_average()
     args.out.mkdir(parents=True, exist_ok=True)
-    c_dir = args.out / "shapes-C"
-    if not (c_dir / "labels.npy").exists():
-        subprocess.run([sys.executable, "-m", "auxtrain", "make-c", "--dataset", "shapes", "--test-size",
-                        str(args.eval_size), "--out", str(c_dir), "--no-progress"], check=True)
+    c_dir = shapes_c(args.out, args.eval_size)
     common = ["--dataset", "shapes", "--model", args.model, "--epochs", str(args.epochs),
               "--train-size", str(args.train_size), "--test-size", str(args.test_size)]
     jobs = [(v, s) for s in map(int, args.seeds.split(",")) for v in args.variants.split(",")]
