@@ -20,10 +20,11 @@ from typing import Any, Literal, get_args
 from auxtrain.config import check_choices
 from auxtrain.schedule import Schedule, TyingScale
 
-__all__ = ["TrainConfig", "DATASET_DEFAULTS", "MODES", "RESUMABLE_CHANGES", "OPTIONS_SINCE",
+__all__ = ["TrainConfig", "DATASET_DEFAULTS", "MODES", "RESUMABLE_CHANGES", "with_newer_options",
            "saved_run_options"]
 
 Mode = Literal["auxiliary", "augment", "augmix"]
+ViewOrder = Literal["corrupt_then_crop", "crop_then_corrupt"]
 MODES: tuple[str, ...] = get_args(Mode)
 
 # The authors' CIFAR recipe.
@@ -37,9 +38,20 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "cifar100": {"model": "resnet18", **_RECIPE, "eval_size": None},
     "imagefolder": {"model": "tv_resnet18", **_RECIPE, "epochs": 90, "eval_size": 5000},
 }
-# Options added after runs were saved that change what is trained, with the value that reproduces
-# how a run saved without them trained: --resume continues such a run with it.
-OPTIONS_SINCE = {"tying_scale": "none"}
+
+
+def with_newer_options(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved run's options plus the values, for options newer than the run, that it trained with.
+
+    --resume continues such a run with them. tying_scale and view_order arrived in the same version,
+    so a run without tying_scale also predates the corrupt-then-crop order; a run with tying_scale
+    but without view_order was saved in between and trained corrupt_then_crop.
+    """
+    if "tying_scale" not in saved:
+        newer = {"tying_scale": "none", "view_order": "crop_then_corrupt"}
+    else:
+        newer = {"view_order": "corrupt_then_crop"}
+    return {**newer, **saved}
 # Fields that may change between a run and its --resume (they do not change what is trained). Not
 # epochs: the LR milestones, the cosine and the stage-two start are computed from it.
 RESUMABLE_CHANGES = {"device", "workers", "data_root", "download", "eval", "eval_size",
@@ -140,6 +152,10 @@ class TrainConfig:
                                    "views augmix, authors (or authors_blur, _noise, _jitter, _rotate); "
                                    "'none' = standard training", metavar="BRANCHES",
                                    default_text="default: noise,blur; none with --mode augmix")
+    view_order: ViewOrder = _aux("corrupt_then_crop", "corrupt_then_crop: corrupt the un-augmented images, "
+                                 "then the same random crop and flip for the clean batch and every view "
+                                 "(no corrupted zero border, which test images never have); "
+                                 "crop_then_corrupt: corrupt the padded crops (the old order; ablation)")
     severities: str = _aux("1-5", "severities drawn per image, e.g. 1-5 or 3 or 1,3,5", metavar="S")
     alpha: float = _aux(0.05, "weight of the auxiliary heads' cross-entropy")
     beta: float = _aux(0.05, "weight of the self-distillation (KL) term")
@@ -372,13 +388,13 @@ def saved_run_options(out: str | os.PathLike) -> dict[str, Any]:
 
     This is the base layer of ``--resume --out DIR``, under a config file and the flags. ``resume``
     and ``overwrite`` are left out (they say what to do with the run, not what it is), and so are
-    keys that are no longer TrainConfig fields; options newer than the run get their
-    ``OPTIONS_SINCE`` value, the one it trained with.
+    keys that are no longer TrainConfig fields; options newer than the run get the value it trained
+    with (:func:`with_newer_options`).
     """
     from auxtrain.run_dir import RunDir
 
     if not (Path(out) / RunDir.CONFIG).is_file():
         return {}
     names = {f.name for f in dataclasses.fields(TrainConfig)} - {"resume", "overwrite"}
-    saved = {**OPTIONS_SINCE, **RunDir(out, resume=True).read_config()}
+    saved = with_newer_options(RunDir(out, resume=True).read_config())
     return {k: v for k, v in saved.items() if k in names}

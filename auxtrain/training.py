@@ -42,7 +42,7 @@ from auxtrain.run_log import BestModel, RunLog
 from auxtrain.run_outputs import export_model
 from auxtrain.schedule import TrainingSchedule
 from auxtrain.seeding import mix_seed, seeded_generator
-from auxtrain.train_config import DATASET_DEFAULTS, OPTIONS_SINCE, RESUMABLE_CHANGES, TrainConfig
+from auxtrain.train_config import DATASET_DEFAULTS, RESUMABLE_CHANGES, TrainConfig, with_newer_options
 from auxtrain.train_step import Batches, TrainStep, use_channels_last, use_separate_passes
 
 __all__ = ["TrainConfig", "RunResult", "NonFiniteLossError", "fit", "DATASET_DEFAULTS"]
@@ -204,7 +204,7 @@ def _open_run(cfg: TrainConfig) -> tuple[RunDir, dict[str, Any] | None]:
     if not cfg.resume:
         return run, None
     ckpt = load_checkpoint(run.checkpoint_path)
-    old = {**OPTIONS_SINCE, **ckpt["config"]}  # a run saved before an option trained as its OPTIONS_SINCE
+    old = with_newer_options(ckpt["config"])  # the values newer options had when the run trained
     # Options that change what is trained (the schedule follows from --epochs too) are the run's own.
     changed = sorted(k for k, v in old.items() if k not in RESUMABLE_CHANGES and getattr(cfg, k, v) != v)
     if changed:
@@ -305,7 +305,11 @@ def _train_epoch(job: _Job, loader, gen: torch.Generator, sums: dict[str, float]
     bar = tqdm(total=len(loader), initial=skip, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                disable=not (cfg.progress and job.is_main), dynamic_ncols=True)
     loss = step_loss(cfg, net, job.criterion, schedule, epoch, num_views=len(branches))
-    batches = Batches(loader, step_inputs(cfg, branches, severities), gen, job.device, skip=skip)
+    # Views ahead in a thread only off the CPU: on a CPU the thread's ops take the cores the step's
+    # own threads use (2 cores, resnet20 K=1-4: 12-20% of the step ahead, 3-10% in the step's
+    # thread; benchmarks/results/auxiliary_step_speed.md).
+    batches = Batches(loader, step_inputs(cfg, branches, severities), gen, job.device, skip=skip,
+                      background=job.device.type != "cpu")
     step = skip
     try:
         for step, inputs, target in batches:  # noqa: B007 (step is returned)

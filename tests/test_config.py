@@ -165,9 +165,9 @@ def test_resume_layers_the_saved_run_under_file_and_flags(tmp_path):
     saved = {"dataset": "shapes", "epochs": 3, "lr": 0.05, "seed": 7, "resume": False, "overwrite": True,
              "removed_option": 1}
     (run / "config.yaml").write_text(yaml.safe_dump({"config": saved, "environment": {}}))
-    # tying_scale is newer than this run: it gets the value the run trained with (OPTIONS_SINCE).
+    # tying_scale and view_order are newer than this run: they get the values it trained with.
     assert saved_run_options(run) == {"dataset": "shapes", "epochs": 3, "lr": 0.05, "seed": 7,
-                                      "tying_scale": "none"}
+                                      "tying_scale": "none", "view_order": "crop_then_corrupt"}
     assert saved_run_options(tmp_path / "missing") == {}
     path = tmp_path / "c.yaml"
     path.write_text("lr: 0.2\nepochs: 5\n")
@@ -176,6 +176,18 @@ def test_resume_layers_the_saved_run_under_file_and_flags(tmp_path):
     assert (cfg.seed, cfg.lr, cfg.epochs, cfg.resume, cfg.overwrite) == (7, 0.2, 6, True, False)
     fresh = _fit_config(_fit_parser().parse_args(["--out", str(run)]))  # no --resume: no saved layer
     assert (fresh.seed, fresh.lr, fresh.epochs) == (0, None, None)
+
+
+def test_options_newer_than_a_run_take_the_values_it_trained_with():
+    from auxtrain.train_config import with_newer_options
+
+    # Saved before tying_scale and view_order (they came together): the old behaviour of both.
+    assert with_newer_options({"seed": 1}) == {"seed": 1, "tying_scale": "none",
+                                               "view_order": "crop_then_corrupt"}
+    # Saved with tying_scale but before view_order: that version already corrupted before the crop.
+    assert with_newer_options({"tying_scale": "step_lr"})["view_order"] == "corrupt_then_crop"
+    assert with_newer_options({"tying_scale": "none", "view_order": "crop_then_corrupt"}) == {
+        "tying_scale": "none", "view_order": "crop_then_corrupt"}
 
 
 # ---------------------------------------------------------------- config files and TrainConfig

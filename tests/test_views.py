@@ -151,6 +151,25 @@ def test_views_of_a_cropped_batch_stay_pixel_aligned_with_the_clean_images():
     assert inside.float().mean() > 0.5
     assert torch.equal(view[inside], expected[inside])
     assert torch.equal(view[~inside], clean[~inside])  # zero padding, as in the clean image
+
+
+def test_the_old_order_corrupts_the_padded_crops_with_the_same_draws():
+    """corrupt_first=False (fit's --view-order crop_then_corrupt): the views are the cropped clean
+    batch corrupted, border included; the crops are the default order's, so the two compare pairwise."""
+    from auxtrain.data import augment_with_views
+
+    x = _images(32).clamp_(min=1)
+    def views(im):
+        return make_views(im, [NOISE], torch.Generator().manual_seed(3), severities=(5,))
+
+    new_clean, _ = augment_with_views(x, torch.Generator().manual_seed(9), views)
+    clean, view = augment_with_views(x, torch.Generator().manual_seed(9), views, corrupt_first=False)
+    assert torch.equal(clean, new_clean)
+    assert torch.equal(view, views(clean)[0])
+    padding = clean == 0
+    assert padding.any() and (view[padding] != 0).float().mean() > 0.1  # the noise reaches the border
+
+
 AUTHORS = ("authors_blur", "authors_noise", "authors_jitter", "authors_rotate")
 
 

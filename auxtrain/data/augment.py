@@ -79,16 +79,21 @@ def augment_batch(
 def augment_with_views(
     images: torch.Tensor, generator: torch.Generator,
     make_views: Callable[[torch.Tensor], Sequence[torch.Tensor]] | None = None,
-    *, crop_padding: int = 4, flip: bool = True,
+    *, crop_padding: int = 4, flip: bool = True, corrupt_first: bool = True,
 ) -> list[torch.Tensor]:
     """``[clean, view_1, ..., view_K]``: views of the un-augmented images, then one crop and flip for all.
 
     The crops and flips are drawn first, then ``make_views(images)`` corrupts the images as they
     are (no zero border for the noise or blur to touch: test images have none), then every image
     of the clean batch and of each view gets the same crop and flip, so view i stays pixel-aligned
-    with clean image i and the padding is exactly zero in all of them.
+    with clean image i and the padding is exactly zero in all of them. ``corrupt_first=False`` is
+    the old order, for ablations: the views corrupt the cropped clean batch, zero border included
+    (the same random draws, so the two orders compare pairwise).
     """
     _check_batch(images)
     crops = random_crops(images.shape[0], generator, crop_padding=crop_padding, flip=flip)
+    if not corrupt_first:
+        clean = apply_crops(images, crops)
+        return [clean, *(make_views(clean) if make_views is not None else [])]
     views = list(make_views(images)) if make_views is not None else []
     return [apply_crops(x, crops) for x in (images, *views)]

@@ -3,8 +3,8 @@
 Claims checked, each by a paired comparison on the same seeds (same data, same initialisation):
   stage two    the default (``--tying-scale step_lr``: lr x gamma matched to the step schedule's)
                against the old constant gamma under cosine (``tying_none``) and no tying (``no_tying``);
-  crop order   the views corrupted after the crop (the old order) against the current default,
-               when the fit flag that selects the order is given (``--crop-after-args``);
+  crop order   the views corrupted after the crop (``--view-order crop_then_corrupt``, the old order)
+               against the default (corrupted first, then cropped like the clean batch);
   deep supervision (``--companions`` on resnet20's layer1 and layer2) with the DSN hinge (a constant
                weight, companions off below ``--hinge``) and with Wang et al.'s decaying weight,
                alone (paired with standard training) and with auxiliary training (paired with full).
@@ -18,7 +18,6 @@ one shapes-C set made by `auxtrain make-c`. Runs are resumable and skipped when 
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -47,9 +46,8 @@ def variants(args: argparse.Namespace) -> dict[str, list[str]]:
         "ds_decay": ["--corruptions", "none", *decay],
         "aux_ds_hinge": ["--corruptions", "noise,blur", *hinge],
         "aux_ds_decay": ["--corruptions", "noise,blur", *decay],
+        "crop_after": ["--corruptions", "noise,blur", "--view-order", "crop_then_corrupt"],
     }
-    if args.crop_after_args:
-        found["crop_after"] = ["--corruptions", "noise,blur", *shlex.split(args.crop_after_args)]
     return found
 
 
@@ -71,9 +69,6 @@ def main() -> None:
     parser.add_argument("--test-size", type=int, default=500)
     parser.add_argument("--eval-size", type=int, default=200, help="test images in the shapes-C set")
     parser.add_argument("--hinge", type=float, default=0.5, help="DSN threshold on a companion's CE")
-    parser.add_argument("--crop-after-args", default="",
-                        help="fit flags selecting the old order (views corrupted after the crop); "
-                             "empty: the crop-order variant is left out")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--result", type=Path, default=Path("benchmarks/results/ablations_round2_shapes.md"))
