@@ -21,9 +21,8 @@ __all__ = ["step_inputs", "step_loss"]
 def step_inputs(cfg: TrainConfig, branches, severities) -> InputsFn:
     """The step's inputs ``[clean, view_1, ..., view_K]`` of a clean uint8 batch on the device.
 
-    By default (``view_order`` corrupt_then_crop) the views corrupt the un-augmented images; then the
-    clean batch and every view get the same random crop and flip (no corrupted zero border, views
-    pixel-aligned with the clean images).
+    The views are pixel-aligned with the clean batch; ``cfg.view_order`` says whether they corrupt
+    the cropped clean batch (the default) or the images before the same crop and flip.
     """
     from auxtrain.data import augment_with_views, make_views
 
@@ -31,7 +30,7 @@ def step_inputs(cfg: TrainConfig, branches, severities) -> InputsFn:
         views = (lambda x: make_views(x, branches, gen, severities)) if branches else None
         if cfg.dataset == "imagefolder":  # augmented per sample in its dataset
             return [images, *(views(images) if views else [])]
-        return augment_with_views(images, gen, views, corrupt_first=cfg.view_order == "corrupt_then_crop")
+        return augment_with_views(images, gen, views, view_order=cfg.view_order)
 
     return make_inputs
 

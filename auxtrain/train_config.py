@@ -24,7 +24,7 @@ __all__ = ["TrainConfig", "DATASET_DEFAULTS", "MODES", "RESUMABLE_CHANGES", "wit
            "saved_run_options"]
 
 Mode = Literal["auxiliary", "augment", "augmix"]
-ViewOrder = Literal["corrupt_then_crop", "crop_then_corrupt"]
+ViewOrder = Literal["crop_then_corrupt", "corrupt_then_crop"]
 MODES: tuple[str, ...] = get_args(Mode)
 
 # The authors' CIFAR recipe.
@@ -152,10 +152,10 @@ class TrainConfig:
                                    "views augmix, authors (or authors_blur, _noise, _jitter, _rotate); "
                                    "'none' = standard training", metavar="BRANCHES",
                                    default_text="default: noise,blur; none with --mode augmix")
-    view_order: ViewOrder = _aux("corrupt_then_crop", "corrupt_then_crop: corrupt the un-augmented images, "
-                                 "then the same random crop and flip for the clean batch and every view "
-                                 "(no corrupted zero border, which test images never have); "
-                                 "crop_then_corrupt: corrupt the padded crops (the old order; ablation)")
+    view_order: ViewOrder = _aux("crop_then_corrupt", "crop_then_corrupt: the views corrupt the randomly "
+                                 "cropped and flipped clean batch, border included (the method's order); "
+                                 "corrupt_then_crop: they corrupt the un-augmented images, then get the "
+                                 "same crop and flip (ablation: much worse on shapes)")
     severities: str = _aux("1-5", "severities drawn per image, e.g. 1-5 or 3 or 1,3,5", metavar="S")
     alpha: float = _aux(0.05, "weight of the auxiliary heads' cross-entropy")
     beta: float = _aux(0.05, "weight of the self-distillation (KL) term")

@@ -1,11 +1,11 @@
 """The two-stage auxiliary training run: ``fit(TrainConfig(...)) -> RunResult``.
 
-One step flows one way: a clean uint8 batch -> K corrupted views of the un-augmented images -> the
-same random crop and flip for the clean batch and every view (pixel-aligned) -> AuxiliaryModel
+One step flows one way: a clean uint8 batch -> a random crop and flip -> K corrupted views of it
+(pixel-aligned; ``--view-order``) -> AuxiliaryModel
 (which normalises its input itself), as one stacked batch [clean; view_1; ...; view_K] or one pass
 per domain (``--domain-passes``) -> AuxiliaryLoss (with the tying and companion weights of
-:class:`~auxtrain.schedule.TrainingSchedule`) -> SGD. The step itself and the batches built ahead
-in a background thread live in :mod:`auxtrain.train_step`, what each mode feeds it in
+:class:`~auxtrain.schedule.TrainingSchedule`) -> SGD. The step itself and the batches (built ahead
+in a background thread on GPUs) live in :mod:`auxtrain.train_step`, what each mode feeds it in
 :mod:`auxtrain.modes`, the export and the final report in :mod:`auxtrain.run_outputs`; this
 module keeps the loop.
 ``mode="augment"`` is the naive baseline (the views join the main head's batch, no auxiliary

@@ -121,15 +121,31 @@ def test_make_views_errors():
 # ---------------------------------------------------------------- views of a randomly cropped batch
 
 
-def test_views_are_corrupted_before_the_crop_so_the_zero_border_stays_clean():
-    """Noise and blur corrupt the un-augmented images: the crop's zero padding stays zero in every view."""
+def test_views_corrupt_the_padded_crops_by_default():
+    """The default order (as in method.md): the views corrupt the cropped clean batch, border included."""
+    from auxtrain.data import augment_with_views
+
+    x = _images(32).clamp_(min=1)  # zero only in the padding
+    def views(im):
+        return make_views(im, [NOISE], torch.Generator().manual_seed(3), severities=(5,))
+
+    clean, view = augment_with_views(x, torch.Generator().manual_seed(9), views)
+    assert torch.equal(view, views(clean)[0])
+    padding = clean == 0
+    assert padding.any() and (view[padding] != 0).float().mean() > 0.1  # the noise reaches the border
+
+
+def test_corrupt_then_crop_leaves_the_zero_border_clean_with_the_same_draws():
+    """view_order="corrupt_then_crop" (the ablation): views of the un-augmented images, then the clean
+    batch's crop and flip; the crops are the default order's, so the two orders compare pairwise."""
     from auxtrain.data import augment_with_views
 
     g = torch.Generator().manual_seed(0)
     x = torch.randint(1, 256, (64, 3, 16, 16), dtype=torch.uint8, generator=g)  # no zero pixel of its own
     gen = torch.Generator().manual_seed(5)
     clean, *views = augment_with_views(x, gen, lambda im: make_views(im, [NOISE, BLUR], gen, severities=(5,)),
-                                       crop_padding=4)
+                                       crop_padding=4, view_order="corrupt_then_crop")
+    assert torch.equal(clean, augment_with_views(x, torch.Generator().manual_seed(5))[0])
     padding = clean == 0
     assert padding.float().mean() > 0.05  # most of the 64 crops are shifted: a border to test
     for view in views:
@@ -138,36 +154,24 @@ def test_views_are_corrupted_before_the_crop_so_the_zero_border_stays_clean():
 
 
 def test_views_of_a_cropped_batch_stay_pixel_aligned_with_the_clean_images():
-    """The same crop and flip for the clean batch and every view: a per-pixel corruption commutes with it."""
+    """Either order: the same crop and flip for the clean batch and every view; a per-pixel corruption
+    (brightness) commutes with them, so inside the image both orders give the same view."""
     from auxtrain.data import augment_batch, augment_with_views
 
     x = _images(32).clamp_(min=1)  # zero only in the padding
-    gen = torch.Generator().manual_seed(9)
-    clean, view = augment_with_views(x, gen, lambda im: [corruptions.corrupt(im, "brightness", severity=4)])
-    # The crops are drawn first, from the same stream as augment_batch: the clean batch is unchanged.
-    assert torch.equal(clean, augment_batch(x, torch.Generator().manual_seed(9)))
-    inside = clean != 0  # pixels of the image, not the padding
-    expected = corruptions.corrupt(clean, "brightness", severity=4)  # brightness is per pixel
-    assert inside.float().mean() > 0.5
-    assert torch.equal(view[inside], expected[inside])
-    assert torch.equal(view[~inside], clean[~inside])  # zero padding, as in the clean image
+    def brighten(im):
+        return [corruptions.corrupt(im, "brightness", severity=4)]
 
-
-def test_the_old_order_corrupts_the_padded_crops_with_the_same_draws():
-    """corrupt_first=False (fit's --view-order crop_then_corrupt): the views are the cropped clean
-    batch corrupted, border included; the crops are the default order's, so the two compare pairwise."""
-    from auxtrain.data import augment_with_views
-
-    x = _images(32).clamp_(min=1)
-    def views(im):
-        return make_views(im, [NOISE], torch.Generator().manual_seed(3), severities=(5,))
-
-    new_clean, _ = augment_with_views(x, torch.Generator().manual_seed(9), views)
-    clean, view = augment_with_views(x, torch.Generator().manual_seed(9), views, corrupt_first=False)
-    assert torch.equal(clean, new_clean)
-    assert torch.equal(view, views(clean)[0])
-    padding = clean == 0
-    assert padding.any() and (view[padding] != 0).float().mean() > 0.1  # the noise reaches the border
+    for order in ("crop_then_corrupt", "corrupt_then_crop"):
+        clean, view = augment_with_views(x, torch.Generator().manual_seed(9), brighten, view_order=order)
+        # The crops are drawn first, from the same stream as augment_batch: the clean batch is unchanged.
+        assert torch.equal(clean, augment_batch(x, torch.Generator().manual_seed(9)))
+        inside = clean != 0  # pixels of the image, not the padding
+        expected = corruptions.corrupt(clean, "brightness", severity=4)
+        assert inside.float().mean() > 0.5
+        assert torch.equal(view[inside], expected[inside])
+    with pytest.raises(ValueError, match="view_order must be one of"):
+        augment_with_views(x, torch.Generator(), brighten, view_order="before")
 
 
 AUTHORS = ("authors_blur", "authors_noise", "authors_jitter", "authors_rotate")

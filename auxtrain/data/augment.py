@@ -3,7 +3,8 @@
 As in airbench, CIFAR-style augmentation (random crop with zero padding, horizontal flip) is done
 on whole uint8 batches with a few tensor ops instead of per image in the DataLoader, so 32x32
 data is never bottlenecked by Python. :func:`augment_with_views` gives a clean batch and its
-corrupted views the same crop and flip, after corrupting the un-augmented images.
+corrupted views, pixel-aligned: the views corrupt the cropped and flipped clean batch (or, for
+ablations, the un-augmented images before the same crop and flip).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
+
+VIEW_ORDERS = ("crop_then_corrupt", "corrupt_then_crop")
 
 
 def _check_batch(images: torch.Tensor, name: str = "images") -> None:
@@ -79,20 +82,24 @@ def augment_batch(
 def augment_with_views(
     images: torch.Tensor, generator: torch.Generator,
     make_views: Callable[[torch.Tensor], Sequence[torch.Tensor]] | None = None,
-    *, crop_padding: int = 4, flip: bool = True, corrupt_first: bool = True,
+    *, crop_padding: int = 4, flip: bool = True, view_order: str = "crop_then_corrupt",
 ) -> list[torch.Tensor]:
-    """``[clean, view_1, ..., view_K]``: views of the un-augmented images, then one crop and flip for all.
+    """``[clean, view_1, ..., view_K]``, pixel-aligned: view i is clean image i corrupted.
 
-    The crops and flips are drawn first, then ``make_views(images)`` corrupts the images as they
-    are (no zero border for the noise or blur to touch: test images have none), then every image
-    of the clean batch and of each view gets the same crop and flip, so view i stays pixel-aligned
-    with clean image i and the padding is exactly zero in all of them. ``corrupt_first=False`` is
-    the old order, for ablations: the views corrupt the cropped clean batch, zero border included
-    (the same random draws, so the two orders compare pairwise).
+    The crops and flips are drawn first, from ``generator``. ``view_order="crop_then_corrupt"``
+    (the default; the method corrupts the batch after the ordinary augmentation): ``make_views``
+    corrupts the cropped and flipped clean batch, zero padding included, so the corruption covers
+    the whole input as it covers a whole test image. ``"corrupt_then_crop"``: it corrupts the
+    un-augmented images, then every view gets the clean batch's crop and flip, leaving each view
+    an uncorrupted zero border (on the shapes ablation this trained much worse:
+    benchmarks/results/ablations_round2_shapes.md). Both orders make the same random draws, so
+    they compare pairwise.
     """
     _check_batch(images)
+    if view_order not in VIEW_ORDERS:
+        raise ValueError(f"view_order must be one of {', '.join(VIEW_ORDERS)}, got {view_order!r}")
     crops = random_crops(images.shape[0], generator, crop_padding=crop_padding, flip=flip)
-    if not corrupt_first:
+    if view_order == "crop_then_corrupt":
         clean = apply_crops(images, crops)
         return [clean, *(make_views(clean) if make_views is not None else [])]
     views = list(make_views(images)) if make_views is not None else []

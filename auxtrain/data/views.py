@@ -17,8 +17,8 @@ views have no severities (``--severities`` applies to the corruptions only) and 
 -C set: the ``corruptions`` library, which defines the benchmark, does not know them.
 
 :func:`make_views` corrupts the *same* images once per branch, so all views are pixel-aligned
-with the clean batch (training corrupts the un-augmented images, then crops and flips the clean
-batch and every view alike: :func:`auxtrain.data.augment_with_views`): each image independently
+with the clean batch (training corrupts the cropped and flipped clean batch:
+:func:`auxtrain.data.augment_with_views`): each image independently
 draws one member of the branch and one severity. The corruption engine (``corruptions.corrupt``)
 runs once per drawn member on the group of images that drew it; there is no loop over images.
 """

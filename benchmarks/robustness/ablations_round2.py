@@ -3,8 +3,8 @@
 Claims checked, each by a paired comparison on the same seeds (same data, same initialisation):
   stage two    the default (``--tying-scale step_lr``: lr x gamma matched to the step schedule's)
                against the old constant gamma under cosine (``tying_none``) and no tying (``no_tying``);
-  crop order   the views corrupted after the crop (``--view-order crop_then_corrupt``, the old order)
-               against the default (corrupted first, then cropped like the clean batch);
+  crop order   the views corrupted before the crop (``--view-order corrupt_then_crop``, then cropped
+               like the clean batch) against the default (the cropped batch corrupted);
   deep supervision (``--companions`` on resnet20's layer1 and layer2) with the DSN hinge (a constant
                weight, companions off below ``--hinge``) and with Wang et al.'s decaying weight,
                alone (paired with standard training) and with auxiliary training (paired with full).
@@ -46,14 +46,14 @@ def variants(args: argparse.Namespace) -> dict[str, list[str]]:
         "ds_decay": ["--corruptions", "none", *decay],
         "aux_ds_hinge": ["--corruptions", "noise,blur", *hinge],
         "aux_ds_decay": ["--corruptions", "noise,blur", *decay],
-        "crop_after": ["--corruptions", "noise,blur", "--view-order", "crop_then_corrupt"],
+        "corrupt_first": ["--corruptions", "noise,blur", "--view-order", "corrupt_then_crop"],
     }
     return found
 
 
 # (title, reference, variants compared with it)
 GROUPS = [("Stage-two strength under cosine", "full", ("tying_none", "no_tying")),
-          ("Crop order", "full", ("crop_after",)),
+          ("Crop order", "full", ("corrupt_first",)),
           ("Deep supervision alone", "standard", ("ds_hinge", "ds_decay")),
           ("Deep supervision with auxiliary training", "full", ("aux_ds_hinge", "aux_ds_decay"))]
 
