@@ -155,7 +155,7 @@ class TrainConfig:
     view_order: ViewOrder = _aux("crop_then_corrupt", "crop_then_corrupt: the views corrupt the randomly "
                                  "cropped and flipped clean batch, border included (the method's order); "
                                  "corrupt_then_crop: they corrupt the un-augmented images, then get the "
-                                 "same crop and flip (ablation: much worse on shapes)")
+                                 "same crop and flip, leaving each view a clean border (ablation)")
     severities: str = _aux("1-5", "severities drawn per image, e.g. 1-5 or 3 or 1,3,5", metavar="S")
     alpha: float = _aux(0.05, "weight of the auxiliary heads' cross-entropy")
     beta: float = _aux(0.05, "weight of the self-distillation (KL) term")

@@ -4,8 +4,8 @@ One step flows one way: a clean uint8 batch -> a random crop and flip -> K corru
 (pixel-aligned; ``--view-order``) -> AuxiliaryModel
 (which normalises its input itself), as one stacked batch [clean; view_1; ...; view_K] or one pass
 per domain (``--domain-passes``) -> AuxiliaryLoss (with the tying and companion weights of
-:class:`~auxtrain.schedule.TrainingSchedule`) -> SGD. The step itself and the batches (built ahead
-in a background thread on GPUs) live in :mod:`auxtrain.train_step`, what each mode feeds it in
+:class:`~auxtrain.schedule.TrainingSchedule`) -> SGD. The step itself and the batches built ahead
+in a background thread live in :mod:`auxtrain.train_step`, what each mode feeds it in
 :mod:`auxtrain.modes`, the export and the final report in :mod:`auxtrain.run_outputs`; this
 module keeps the loop.
 ``mode="augment"`` is the naive baseline (the views join the main head's batch, no auxiliary
@@ -305,11 +305,7 @@ def _train_epoch(job: _Job, loader, gen: torch.Generator, sums: dict[str, float]
     bar = tqdm(total=len(loader), initial=skip, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                disable=not (cfg.progress and job.is_main), dynamic_ncols=True)
     loss = step_loss(cfg, net, job.criterion, schedule, epoch, num_views=len(branches))
-    # Views ahead in a thread only off the CPU: on a CPU the thread's ops take the cores the step's
-    # own threads use (2 cores, resnet20 K=1-4: 12-20% of the step ahead, 3-10% in the step's
-    # thread; benchmarks/results/auxiliary_step_speed.md).
-    batches = Batches(loader, step_inputs(cfg, branches, severities), gen, job.device, skip=skip,
-                      background=job.device.type != "cpu")
+    batches = Batches(loader, step_inputs(cfg, branches, severities), gen, job.device, skip=skip)
     step = skip
     try:
         for step, inputs, target in batches:  # noqa: B007 (step is returned)

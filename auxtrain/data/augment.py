@@ -91,9 +91,8 @@ def augment_with_views(
     corrupts the cropped and flipped clean batch, zero padding included, so the corruption covers
     the whole input as it covers a whole test image. ``"corrupt_then_crop"``: it corrupts the
     un-augmented images, then every view gets the clean batch's crop and flip, leaving each view
-    an uncorrupted zero border (on the shapes ablation this trained much worse:
-    benchmarks/results/ablations_round2_shapes.md). Both orders make the same random draws, so
-    they compare pairwise.
+    an uncorrupted zero border (an ablation: benchmarks/results/ablations_round2_shapes.md). Both
+    orders make the same random draws, so they compare pairwise.
     """
     _check_batch(images)
     if view_order not in VIEW_ORDERS:

@@ -13,8 +13,7 @@ stage two, backward, update) is timed for
   separate   AuxiliaryModel(K), K+1 passes of B images, each routed to its own domain,
 and, for the device's default path, the whole step from a clean uint8 batch:
   +views     crops, flips and views built in the step's thread, then the step,
-  +ahead     the same with the next batch's views built in a background thread (training's way
-             on a GPU; on a CPU training builds them in the step's thread, the +views row).
+  +ahead     the same with the next batch's views built in a background thread (training's way).
 View overhead share = (time with views - time without) / time with views.
 Each configuration runs ``--steps`` consecutive steps per round (the background thread only
 overlaps with its own configuration's steps), rounds are round-robin so load changes hit all
@@ -154,7 +153,7 @@ def report(args: argparse.Namespace, rows: list[dict], header: list[str]) -> str
         f"{'CPU' if args.clock == 'process' else 'wall'} time",
         f"- Branches: {'; '.join(f'K={k}: {v}' for k, v in BRANCHES.items())}. +views / +ahead: the "
         f"{default} step from a clean batch with crops, flips and views built in the step's thread / "
-        "built ahead in a background thread (training's way on a GPU; on a CPU it is +views)",
+        "built ahead in a background thread (training's way)",
         "- On a shared machine absolute times are unreliable; ratios measured in the same rounds less so.",
         "",
         "| model | K | plain (ms) | stacked (ms) | separate (ms) | +views (ms) | +ahead (ms) "
