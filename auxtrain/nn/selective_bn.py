@@ -250,21 +250,6 @@ class SelectiveBatchNorm2d(nn.BatchNorm2d, RoutedLayer):
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
 
-    def _view_domain(self, input: Tensor, d: int) -> Tensor:
-        """Domain ``d`` > 0 alone: ATen's batch norm and autograd (faster than the operator's
-        per-chunk backward), with the statistics the operator would use for it."""
-        mean = var = None
-        factor = 0.0
-        if self.per_domain:
-            mean, var = self.domain_running_mean[d - 1], self.domain_running_var[d - 1]
-            if self.training:
-                count = self.domain_num_batches_tracked[d - 1]
-                count.add_(1)
-                factor = 1.0 / float(count) if self.momentum is None else float(self.momentum)
-        batch_stats = self.training or mean is None
-        return torch.nn.functional.batch_norm(input, mean, var, self.weight, self.bias, batch_stats,
-                                              factor, self.eps)
-
     def forward(self, input: Tensor) -> Tensor:
         route = self._route
         if route is None:
@@ -274,9 +259,6 @@ class SelectiveBatchNorm2d(nn.BatchNorm2d, RoutedLayer):
         batch_stats = self.training or self.running_mean is None
         if len(sizes) == 1 or not (batch_stats or self.per_domain):
             return super().forward(input)  # one domain, or eval with the clean statistics
-        present = [d for d, n in enumerate(sizes) if n]
-        if len(present) == 1 and route.index is None:  # one domain's pass (separate passes)
-            return super().forward(input) if present[0] == 0 else self._view_domain(input, present[0])
         # The buffers the operator updates (training) or normalises with (eval), as BatchNorm2d.
         use = not self.training or self.track_running_stats
         stats = [getattr(self, name, None) if use else None for name in _STATS]

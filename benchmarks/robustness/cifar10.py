@@ -220,15 +220,15 @@ def main() -> None:
     for key in ("epochs", "train_size"):
         if getattr(args, key) is not None:
             preset[key] = getattr(args, key)
+    jobs = [(m, s) for s in map(int, args.seeds.split(",")) for m in args.methods.split(",")]
+    unknown = sorted({m for m, _ in jobs} - set(METHODS))
+    if unknown:
+        parser.error(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, args.jobs * args.threads))
     c_dir = args.out / "CIFAR-10-C"
     if not args.report_only:
         c_dir = make_cifar10_c(args.data_root, args.out, preset["eval_size"], args.c_seed)
-    jobs = [(m, s) for s in map(int, args.seeds.split(",")) for m in args.methods.split(",")]
-    unknown = sorted({m for m, _ in jobs} - set(METHODS))
-    if unknown:
-        parser.error(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     if not args.report_only:
         with ThreadPoolExecutor(args.jobs) as pool:
             list(pool.map(lambda j: run_fit(j[0], args, c_dir, j[1], cifar_fit_args(j[0], args, preset)),
