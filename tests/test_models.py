@@ -95,6 +95,19 @@ def test_cifar_resnet_shortcut_options():
         create_model("resnet20", 10, shortcut="C")
 
 
+def test_cifar_resnet_zero_init_residual_starts_each_block_as_its_shortcut():
+    from auxtrain.models.cifar_resnet import CifarBasicBlock
+
+    zero = create_model("resnet20", 10, zero_init_residual=True)
+    blocks = [m for m in zero.modules() if isinstance(m, CifarBasicBlock)]
+    assert len(blocks) == 9 and all(torch.all(b.bn2.weight == 0) for b in blocks)
+    block = blocks[0].eval()  # identity shortcut: the block is relu(x) of its input
+    x = torch.randn(2, 16, 8, 8)
+    assert torch.equal(block(x), torch.relu(x))
+    default = create_model("resnet20", 10)
+    assert all(torch.all(m.bn2.weight == 1) for m in default.modules() if isinstance(m, CifarBasicBlock))
+
+
 def test_create_model_drops_none_kwargs_and_validates():
     model = create_model("resnet20", 10, shortcut=None, zero=None)  # None options keep the defaults
     assert _num_params(model) == 269_722

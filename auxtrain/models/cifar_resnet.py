@@ -66,9 +66,12 @@ class CifarResNet(Backbone):
         num_classes: classifier outputs.
         shortcut: ``"A"`` (zero-padding identity, the paper's CIFAR choice) or ``"B"`` (1x1 projections).
         in_chans: input channels.
+        zero_init_residual: start every block's last BN weight at zero, so each block begins as
+            its shortcut (Goyal et al., 2017; torchvision's option of the same name).
     """
 
-    def __init__(self, depth: int, num_classes: int = 10, shortcut: str = "A", in_chans: int = 3) -> None:
+    def __init__(self, depth: int, num_classes: int = 10, shortcut: str = "A", in_chans: int = 3,
+                 zero_init_residual: bool = False) -> None:
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
             raise ValueError(f"depth must be 6n+2 (20, 32, 44, 56, 110, ...), got {depth}")
@@ -92,6 +95,10 @@ class CifarResNet(Backbone):
         self.stage_channels = (16, 32, 64)
         self.head = ClassifierHead(64, num_classes)
         _init_weights(self)
+        if zero_init_residual:
+            for block in self.modules():
+                if isinstance(block, CifarBasicBlock):
+                    nn.init.zeros_(block.bn2.weight)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn1(self.conv1(x)))
