@@ -93,3 +93,23 @@ def test_summary_value_reads_null_as_nan_so_tables_show_a_dash() -> None:
                          "mCE (15)": [cifar10.summary_value({"mce": None})] * 2})
     assert cifar10.seed_summary(runs).loc["a", "mCE (15)"] == "-"
     assert "| a | 2 | - |" in cifar10.markdown_table(cifar10.seed_summary(runs), index=True)
+
+
+def test_run_fit_keeps_a_record_and_reports_from_it_when_the_run_folder_is_gone(tmp_path: Path) -> None:
+    out, records = tmp_path / "scratch", tmp_path / "records"
+    run_dir = out / "standard-seed0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("seed: 0\n")
+    (run_dir / "summary.json").write_text('{"mce": 50.0, "mean_all": 40.0, "families": {}}')
+    (run_dir / "metrics.csv").write_text("epoch,test_acc,seconds\n1,60.0,10.0\n2,70.0,12.0\n")
+    (run_dir / "errors.csv").write_text("corruption,severity,error\nclean,0,30.0\nfog,1,35.0\n")
+    (run_dir / "checkpoint_last.pt").write_bytes(b"large")
+    args = type("Args", (), {"out": out, "records": records, "threads": 1})()
+    first = cifar10.run_fit("standard", args, None, 0, ["--dataset", "cifar10"])  # finished: nothing runs
+    assert sorted(p.name for p in (records / "standard-seed0").iterdir()) == sorted(cifar10.RECORD_FILES)
+    for name in list(run_dir.iterdir()):
+        name.unlink()
+    run_dir.rmdir()  # the scratch folder of an earlier session is gone; the record stands in for it
+    again = cifar10.run_fit("standard", args, None, 0, ["--dataset", "cifar10"])
+    assert again["clean_error"] == first["clean_error"] == 30.0
+    assert again["train_seconds"] == 22.0 and again["summary"]["mce"] == 50.0

@@ -85,6 +85,9 @@ def run_fit(name: str, args: argparse.Namespace, c_dir: Path | None, seed: int, 
     run_dir = args.out / f"{name}-seed{seed}"
     cmd = [sys.executable, "-m", "auxtrain", "fit", *fit_args, "--seed", str(seed), "--out", str(run_dir),
            "--no-progress", *(["--eval-root", str(c_dir)] if c_dir is not None else [])]
+    kept = args.records / run_dir.name if args.records else None
+    if kept is not None and (kept / "summary.json").exists() and not (run_dir / "summary.json").exists():
+        run_dir = kept  # finished in an earlier session: its record stands in for the run folder
     finished = (run_dir / "summary.json").exists()
     resume = ["--resume"] if (run_dir / "checkpoint_last.pt").exists() and not finished else []
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
@@ -96,11 +99,25 @@ def run_fit(name: str, args: argparse.Namespace, c_dir: Path | None, seed: int, 
         if result.returncode != 0:
             raise RuntimeError(f"{name} seed {seed} failed (exit {result.returncode}); see its log")
         print(f"done  {name} seed {seed} in {time.time() - start:.0f} s", flush=True)
+    if kept is not None and run_dir != kept:
+        keep_record(run_dir, kept)
     metrics = pd.read_csv(run_dir / "metrics.csv")
     return {"method": name, "seed": seed, "command": " ".join(cmd[1:]),
             "summary": json.loads((run_dir / "summary.json").read_text()),
             "errors": pd.read_csv(run_dir / "errors.csv"), "train_seconds": float(metrics["seconds"].sum()),
             "clean_error": 100.0 - float(metrics["test_acc"].iloc[-1])}
+
+
+RECORD_FILES = ("config.yaml", "summary.json", "metrics.csv", "errors.csv")
+
+
+def keep_record(run_dir: Path, kept: Path) -> None:
+    """Copy a finished run's small files (not its checkpoints) to ``kept``, e.g. a folder under
+    benchmarks/results/, so that a study spread over sessions whose scratch folders do not survive
+    can still report every run."""
+    kept.mkdir(parents=True, exist_ok=True)
+    for name in RECORD_FILES:
+        atomic_write_text(kept / name, (run_dir / name).read_text())
 
 
 def cifar_fit_args(name: str, args: argparse.Namespace, preset: dict) -> list[str]:
@@ -211,6 +228,9 @@ def main() -> None:
                         help="also report test-time BN adaptation (fit --bn-adapt: BN-adapted columns)")
     parser.add_argument("--report-only", action="store_true",
                         help="write the table of the runs finished in --out and start none")
+    parser.add_argument("--records", type=Path,
+                        help="keep each finished run's config, summary and metrics here, and report the "
+                             "runs kept here too (a study spread over sessions)")
     parser.add_argument("--jobs", type=int, default=2, help="training runs at the same time")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--result", type=Path, default=Path("benchmarks/results/robustness_cifar10_cpu.md"))
@@ -234,8 +254,9 @@ def main() -> None:
             list(pool.map(lambda j: run_fit(j[0], args, c_dir, j[1], cifar_fit_args(j[0], args, preset)),
                           jobs))
     # Report every finished run in --out (earlier invocations included), in method then seed order.
-    done = sorted(((m, int(p.parent.name.rsplit("-seed", 1)[1])) for m in METHODS
-                   for p in args.out.glob(f"{m}-seed*/summary.json")),
+    folders = [args.out] + ([args.records] if args.records else [])
+    done = sorted({(m, int(p.parent.name.rsplit("-seed", 1)[1])) for m in METHODS for folder in folders
+                   for p in folder.glob(f"{m}-seed*/summary.json")},
                   key=lambda job: (list(METHODS).index(job[0]), job[1]))
     results = [run_fit(m, args, c_dir, seed, cifar_fit_args(m, args, preset)) for m, seed in done]
     header = header_lines(__file__, device="auto", load_before=load_before)
