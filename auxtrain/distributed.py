@@ -36,8 +36,8 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistContext", "init_distributed", "resolve_device", "broadcast_object", "run_on_main",
-           "all_reduce_sum", "all_gather_object", "shard", "barrier", "shutdown"]
+__all__ = ["DistContext", "init_distributed", "init_for_device_flag", "resolve_device", "broadcast_object",
+           "run_on_main", "all_reduce_sum", "all_gather_object", "shard", "barrier", "shutdown"]
 
 T = TypeVar("T")
 
@@ -104,6 +104,15 @@ def init_distributed(device: str = "auto") -> tuple[DistContext, torch.device]:
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo", rank=rank,
                                 world_size=world_size)
     return ctx, dev
+
+
+def init_for_device_flag(device: str) -> tuple[DistContext, torch.device]:
+    """:func:`init_distributed` for a command's ``--device`` value: a bad value (or torchrun
+    environment) is a ValueError that names the flag, which the CLI prints as a clear error."""
+    try:
+        return init_distributed(device)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"--device {device!r}: {exc}") from None
 
 
 def broadcast_object(obj: Any, ctx: DistContext) -> Any:

@@ -37,7 +37,7 @@ from torch import nn
 
 from auxtrain._eval_data import Clean, clean_set, count_correct, image_set, test_split, to_nchw
 from auxtrain.data.corrupted import FLAGS, LABELS_FILE, FolderCorruptedSet, open_corrupted
-from auxtrain.distributed import DistContext, all_gather_object, init_distributed, resolve_device, shard
+from auxtrain.distributed import DistContext, all_gather_object, init_for_device_flag, resolve_device, shard
 from auxtrain.metrics import mce as mce
 from auxtrain.report import build_summary
 from auxtrain.report import read_errors as read_errors
@@ -343,7 +343,7 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; pass a folder")
     baseline = read_errors(cfg.baseline) if cfg.baseline else None
-    ctx, device = _eval_context(cfg.device)
+    ctx, device = init_for_device_flag(cfg.device)
     model = load_eval_model(cfg, device)  # --checkpoint, or --model with --weights
     source = cfg.checkpoint or cfg.weights
     clean: Clean | None = cfg.clean_root
@@ -365,10 +365,3 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
                     title=cfg.title or f"Corruption robustness of {describe(model) or source}", out_dir=out,
                     distributed=ctx, bn_adapt=cfg.bn_adapt, bn_prior=cfg.bn_prior)
 
-
-def _eval_context(device: str) -> tuple[DistContext, torch.device]:
-    """The torchrun context (single process without torchrun) and this process's device."""
-    try:
-        return init_distributed(device)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"--device {device!r}: {exc}") from None

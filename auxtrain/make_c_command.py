@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from auxtrain._eval_data import test_split
+from auxtrain.distributed import init_for_device_flag
 from auxtrain.eval_config import MakeCConfig
-from auxtrain.evaluation import _eval_context
 from corruptions import parse_severities, resolve_names
 
 __all__ = ["MakeCResult", "make_c_from_dataset"]
@@ -40,7 +40,7 @@ def make_c_from_dataset(cfg: MakeCConfig) -> MakeCResult:
     cfg.check()
     names = resolve_names(cfg.corruptions, what="--corruptions")
     severities = parse_severities(cfg.severities, what="--severities")
-    ctx, device = _eval_context(cfg.device)
+    ctx, device = init_for_device_flag(cfg.device)
     images, labels, _ = test_split(cfg.dataset, cfg.data_root, cfg.data_seed, cfg.test_size)
     n = int(images.shape[0])
     if ctx.is_main and (n != ROBUSTBENCH_IMAGES or tuple(severities) != (1, 2, 3, 4, 5)):
