@@ -24,7 +24,14 @@ from pathlib import Path
 
 import pandas as pd
 from ablations_shapes import paired_with, shapes_c  # same folder
-from cifar10 import markdown_table, noise_blur_split, run_fit, seed_summary, summary_value
+from cifar10 import (
+    add_records_argument,
+    markdown_table,
+    noise_blur_split,
+    run_fit,
+    seed_summary,
+    summary_value,
+)
 
 from auxtrain.run_dir import atomic_write_text
 
@@ -69,6 +76,7 @@ def main() -> None:
     parser.add_argument("--test-size", type=int, default=500)
     parser.add_argument("--eval-size", type=int, default=200, help="test images in the shapes-C set")
     parser.add_argument("--hinge", type=float, default=0.5, help="DSN threshold on a companion's CE")
+    add_records_argument(parser)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--result", type=Path, default=Path("benchmarks/results/ablations_round2_shapes.md"))
@@ -86,7 +94,8 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     jobs = [(v, s) for s in seeds for v in chosen]
     with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda j: run_fit(j[0], args, c_dir, j[1], [*common, *table[j[0]]]), jobs))
+        results = list(pool.map(lambda j: run_fit(j[0], args, c_dir, j[1], [*common, *table[j[0]]],
+                                                               args.records), jobs))
     per_run = pd.DataFrame([{"variant": r["method"], "seed": r["seed"], "clean error": r["clean_error"],
                              "mCE": summary_value(r["summary"]), **noise_blur_split(r["errors"]),
                              "minutes": r["train_seconds"] / 60} for r in results])

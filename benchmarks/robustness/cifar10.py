@@ -78,14 +78,16 @@ def make_cifar10_c(data_root: Path, out: Path, size: int | None, seed: int) -> P
     return c_dir
 
 
-def run_fit(name: str, args: argparse.Namespace, c_dir: Path | None, seed: int, fit_args: list[str]) -> dict:
+def run_fit(name: str, args: argparse.Namespace, c_dir: Path | None, seed: int, fit_args: list[str],
+            records: Path | None = None) -> dict:
     """One training run through the CLI (resumed if interrupted); its summary, metrics and wall time.
 
-    ``c_dir`` is the -C folder to evaluate on; None lets `fit` generate one (e.g. from --val-size images)."""
+    ``c_dir`` is the -C folder to evaluate on; None lets `fit` generate one (e.g. from --val-size images).
+    ``records``: a folder that keeps each finished run's small files (``add_records_argument``)."""
     run_dir = args.out / f"{name}-seed{seed}"
     cmd = [sys.executable, "-m", "auxtrain", "fit", *fit_args, "--seed", str(seed), "--out", str(run_dir),
            "--no-progress", *(["--eval-root", str(c_dir)] if c_dir is not None else [])]
-    kept = args.records / run_dir.name if args.records else None
+    kept = records / run_dir.name if records else None
     if kept is not None and (kept / "summary.json").exists() and not (run_dir / "summary.json").exists():
         run_dir = kept  # finished in an earlier session: its record stands in for the run folder
     finished = (run_dir / "summary.json").exists()
@@ -118,6 +120,13 @@ def keep_record(run_dir: Path, kept: Path) -> None:
     kept.mkdir(parents=True, exist_ok=True)
     for name in RECORD_FILES:
         atomic_write_text(kept / name, (run_dir / name).read_text())
+
+
+def add_records_argument(parser: argparse.ArgumentParser) -> None:
+    """--records, shared by the study scripts whose runs outlast a session's scratch folders."""
+    parser.add_argument("--records", type=Path,
+                        help="keep each finished run's config, summary and metrics here, and report the "
+                             "runs kept here too (a study spread over sessions)")
 
 
 def cifar_fit_args(name: str, args: argparse.Namespace, preset: dict) -> list[str]:
@@ -228,9 +237,7 @@ def main() -> None:
                         help="also report test-time BN adaptation (fit --bn-adapt: BN-adapted columns)")
     parser.add_argument("--report-only", action="store_true",
                         help="write the table of the runs finished in --out and start none")
-    parser.add_argument("--records", type=Path,
-                        help="keep each finished run's config, summary and metrics here, and report the "
-                             "runs kept here too (a study spread over sessions)")
+    add_records_argument(parser)
     parser.add_argument("--jobs", type=int, default=2, help="training runs at the same time")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--result", type=Path, default=Path("benchmarks/results/robustness_cifar10_cpu.md"))
@@ -251,14 +258,16 @@ def main() -> None:
         c_dir = make_cifar10_c(args.data_root, args.out, preset["eval_size"], args.c_seed)
     if not args.report_only:
         with ThreadPoolExecutor(args.jobs) as pool:
-            list(pool.map(lambda j: run_fit(j[0], args, c_dir, j[1], cifar_fit_args(j[0], args, preset)),
+            list(pool.map(lambda j: run_fit(j[0], args, c_dir, j[1], cifar_fit_args(j[0], args, preset),
+                                           args.records),
                           jobs))
     # Report every finished run in --out (earlier invocations included), in method then seed order.
     folders = [args.out] + ([args.records] if args.records else [])
     done = sorted({(m, int(p.parent.name.rsplit("-seed", 1)[1])) for m in METHODS for folder in folders
                    for p in folder.glob(f"{m}-seed*/summary.json")},
                   key=lambda job: (list(METHODS).index(job[0]), job[1]))
-    results = [run_fit(m, args, c_dir, seed, cifar_fit_args(m, args, preset)) for m, seed in done]
+    results = [run_fit(m, args, c_dir, seed, cifar_fit_args(m, args, preset), args.records)
+               for m, seed in done]
     header = header_lines(__file__, device="auto", load_before=load_before)
     print(write_markdown(results, args, preset, args.result, header))
 
