@@ -10,11 +10,13 @@ ablations, the un-augmented images before the same crop and flip).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, get_args
 
 import torch
 
-VIEW_ORDERS = ("crop_then_corrupt", "corrupt_then_crop")
+from auxtrain.train_config import ViewOrder
+
+VIEW_ORDERS: tuple[str, ...] = get_args(ViewOrder)  # the option's declaration owns the names
 
 
 def _check_batch(images: torch.Tensor, name: str = "images") -> None:
