@@ -41,8 +41,11 @@ input rounded to 8 bits first), which they must NOT modify in place, and return 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 
@@ -210,7 +213,42 @@ def randint(
     ).to(device)
 
 
+# Rates per chunk of a CPU Poisson draw (about 2 ms of torch.poisson): a fixed size, so that the
+# output never depends on the thread count.
+_POISSON_CHUNK = 1 << 16
+
+
+@lru_cache(maxsize=4)
+def _pool(workers: int, pid: int) -> ThreadPoolExecutor:
+    """Worker threads per process (threads do not survive fork, so a DataLoader child gets its own)."""
+    return ThreadPoolExecutor(workers, thread_name_prefix="corruptions")
+
+
+def map_on_threads(fn: Callable, items: Sequence, workers: int) -> list:
+    """``[fn(item) for item in items]``, on ``workers`` threads when more than one (for ops that
+    release the GIL but run on one core: libjpeg, torch.poisson with a CPU generator)."""
+    if workers <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    return list(_pool(workers, os.getpid()).map(fn, items))
+
+
 def poisson(rates: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Poisson draws with the given (non-negative) float rates, on the rates' device."""
-    out = torch.poisson(rates.to(_device_of(generator)), generator=generator)
-    return out.to(rates.device)
+    """Poisson draws with the given (non-negative) float rates, on the rates' device.
+
+    torch.poisson on a CPU generator draws serially on one core, the whole cost of shot noise. So
+    the rates are cut into fixed chunks, each drawn from its own generator seeded by one draw of
+    ``generator``, on torch.get_num_threads() threads: the same output for any thread count.
+    """
+    device = _device_of(generator)
+    if device.type != "cpu":
+        return torch.poisson(rates.to(device), generator=generator).to(rates.device)
+    flat = rates.to(device).reshape(-1)
+    chunks = flat.split(_POISSON_CHUNK)
+    seeds = torch.randint(0, 2**62, (len(chunks),), generator=generator).tolist()
+
+    def draw(job: tuple[torch.Tensor, int]) -> torch.Tensor:
+        chunk, seed = job
+        return torch.poisson(chunk, generator=torch.Generator().manual_seed(seed))
+
+    parts = map_on_threads(draw, list(zip(chunks, seeds, strict=True)), torch.get_num_threads())
+    return torch.cat(parts).view(rates.shape).to(rates.device)

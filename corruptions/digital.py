@@ -7,16 +7,13 @@ they get and return uint8 batches, and float input is rounded to 8 bits first.
 from __future__ import annotations
 
 import io
-import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 
 import numpy as np
 import torch
 
 from ._pil_resize import pil_pixelate
-from ._registry import register
+from ._registry import map_on_threads, register
 
 # --------------------------------------------------------------------------------------------
 # jpeg_compression
@@ -24,12 +21,6 @@ from ._registry import register
 
 # Images per worker below which one thread codes the whole batch (thread hand-off costs more).
 _JPEG_IMAGES_PER_THREAD = 16
-
-
-@lru_cache(maxsize=1)
-def _codec_pool(workers: int, pid: int) -> ThreadPoolExecutor:
-    """A pool per process: threads do not survive fork (DataLoader workers), so a child gets its own."""
-    return ThreadPoolExecutor(workers, thread_name_prefix="corruptions-jpeg")
 
 
 def _jpeg_round_trip_torchvision(images: torch.Tensor, quality: int) -> torch.Tensor:
@@ -48,9 +39,7 @@ def _jpeg_round_trip_torchvision(images: torch.Tensor, quality: int) -> torch.Te
     with warnings.catch_warnings():
         # torchvision 0.29 deprecates its image codecs in favour of another package; they still work.
         warnings.simplefilter("ignore", DeprecationWarning)
-        if workers <= 1:
-            return torch.stack(code(images))
-        parts = _codec_pool(workers, os.getpid()).map(code, torch.tensor_split(images, workers))
+        parts = map_on_threads(code, torch.tensor_split(images, max(workers, 1)), workers)
         return torch.stack([image for part in parts for image in part])
 
 

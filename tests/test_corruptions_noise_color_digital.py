@@ -220,6 +220,25 @@ def test_shot_noise_is_poisson(severity):
     assert y.var().item() == pytest.approx(0.3 / c, rel=0.03)  # Poisson: variance = mean
 
 
+def test_shot_noise_is_the_same_on_any_thread_count_and_its_chunks_are_independent():
+    """Large CPU batches are drawn in fixed chunks on several threads (corruptions._registry.poisson)."""
+    x = torch.full((6, 3, 128, 128), 0.3)  # 294,912 rates: several chunks
+    threads = torch.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            generator = torch.Generator().manual_seed(3)
+            outs.append(corrupt(x, "shot_noise", 5, generator=generator, profile="cifar"))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(outs[0], outs[1])
+    flat = outs[0].reshape(-1)
+    chunk = 1 << 16
+    assert not torch.equal(flat[:1000], flat[chunk:chunk + 1000])  # each chunk its own stream
+    assert flat.var().item() == pytest.approx(0.3 / CIFAR["shot_noise"][4], rel=0.02)
+
+
 @pytest.mark.parametrize("severity", [1, 5])
 def test_impulse_noise_fraction_and_salt_pepper_balance(severity):
     c = CIFAR["impulse_noise"][severity - 1]
