@@ -41,6 +41,7 @@ input rounded to 8 bits first), which they must NOT modify in place, and return 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -172,8 +173,45 @@ def registered_names() -> list[str]:
 # one CPU generator seed gives identical corruptions on CPU and CUDA.
 
 
-def _device_of(generator: torch.Generator) -> torch.device:
-    return generator.device
+# Values per chunk of a CPU draw (0.2-2 ms): a fixed size, so the output never depends on the thread count.
+_CHUNK = 1 << 16
+
+
+@lru_cache(maxsize=4)
+def _pool(workers: int, pid: int) -> ThreadPoolExecutor:
+    """Worker threads per process (threads do not survive fork, so a DataLoader child gets its own)."""
+    return ThreadPoolExecutor(workers, thread_name_prefix="corruptions")
+
+
+def map_on_threads(fn: Callable, items: Sequence, workers: int) -> list:
+    """``[fn(item) for item in items]``, on ``workers`` threads when more than one (for ops that
+    release the GIL but run on one core: libjpeg, torch's CPU random draws)."""
+    if workers <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    return list(_pool(workers, os.getpid()).map(fn, items))
+
+
+def _draw(make: Callable[[int, int, torch.Generator], torch.Tensor], size: Sequence[int],
+          generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
+    """A tensor of ``size`` on ``device`` from ``make(start, n, g)``: flat draws start..start+n-1 from g.
+
+    torch draws from a CPU generator serially, on one core: for noise corruptions that is most of
+    the cost. So CPU draws are cut into fixed chunks of ``_CHUNK`` values, each from its own
+    generator seeded by one draw of ``generator``, made on torch.get_num_threads() threads: the
+    output is a function of the generator state alone.
+    """
+    total = math.prod(size)
+    if generator.device.type != "cpu":
+        return make(0, total, generator).view(tuple(size)).to(device)
+    starts = list(range(0, total, _CHUNK)) or [0]
+    seeds = torch.randint(0, 2**62, (len(starts),), generator=generator).tolist()
+
+    def chunk(job: tuple[int, int]) -> torch.Tensor:
+        start, seed = job
+        return make(start, min(_CHUNK, total - start), torch.Generator().manual_seed(seed))
+
+    parts = map_on_threads(chunk, list(zip(starts, seeds, strict=True)), torch.get_num_threads())
+    return torch.cat(parts).view(tuple(size)).to(device)
 
 
 def rand(
@@ -181,12 +219,13 @@ def rand(
     dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Uniform [0, 1) draws of shape ``size`` on ``device`` (float32 unless ``dtype`` says)."""
-    return torch.rand(tuple(size), generator=generator, device=_device_of(generator), dtype=dtype).to(device)
+    return _draw(lambda _, n, g: torch.rand(n, generator=g, device=g.device, dtype=dtype), size, generator,
+                 device)
 
 
 def randn(size: Sequence[int], generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
     """Standard normal float32 draws of shape ``size`` on ``device``."""
-    return torch.randn(tuple(size), generator=generator, device=_device_of(generator)).to(device)
+    return _draw(lambda _, n, g: torch.randn(n, generator=g, device=g.device), size, generator, device)
 
 
 def uniform(
@@ -208,47 +247,12 @@ def randint(
     low: int, high: int, size: Sequence[int], generator: torch.Generator, device: torch.device | str
 ) -> torch.Tensor:
     """Integers in [low, high) (like ``np.random.randint``), int64, on ``device``."""
-    return torch.randint(
-        low, high, tuple(size), generator=generator, device=_device_of(generator)
-    ).to(device)
-
-
-# Rates per chunk of a CPU Poisson draw (about 2 ms of torch.poisson): a fixed size, so that the
-# output never depends on the thread count.
-_POISSON_CHUNK = 1 << 16
-
-
-@lru_cache(maxsize=4)
-def _pool(workers: int, pid: int) -> ThreadPoolExecutor:
-    """Worker threads per process (threads do not survive fork, so a DataLoader child gets its own)."""
-    return ThreadPoolExecutor(workers, thread_name_prefix="corruptions")
-
-
-def map_on_threads(fn: Callable, items: Sequence, workers: int) -> list:
-    """``[fn(item) for item in items]``, on ``workers`` threads when more than one (for ops that
-    release the GIL but run on one core: libjpeg, torch.poisson with a CPU generator)."""
-    if workers <= 1 or len(items) <= 1:
-        return [fn(item) for item in items]
-    return list(_pool(workers, os.getpid()).map(fn, items))
+    return _draw(lambda _, n, g: torch.randint(low, high, (n,), generator=g, device=g.device), size,
+                 generator, device)
 
 
 def poisson(rates: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Poisson draws with the given (non-negative) float rates, on the rates' device.
-
-    torch.poisson on a CPU generator draws serially on one core, the whole cost of shot noise. So
-    the rates are cut into fixed chunks, each drawn from its own generator seeded by one draw of
-    ``generator``, on torch.get_num_threads() threads: the same output for any thread count.
-    """
-    device = _device_of(generator)
-    if device.type != "cpu":
-        return torch.poisson(rates.to(device), generator=generator).to(rates.device)
-    flat = rates.to(device).reshape(-1)
-    chunks = flat.split(_POISSON_CHUNK)
-    seeds = torch.randint(0, 2**62, (len(chunks),), generator=generator).tolist()
-
-    def draw(job: tuple[torch.Tensor, int]) -> torch.Tensor:
-        chunk, seed = job
-        return torch.poisson(chunk, generator=torch.Generator().manual_seed(seed))
-
-    parts = map_on_threads(draw, list(zip(chunks, seeds, strict=True)), torch.get_num_threads())
-    return torch.cat(parts).view(rates.shape).to(rates.device)
+    """Poisson draws with the given (non-negative) float rates, on the rates' device."""
+    flat = rates.to(generator.device).reshape(-1)
+    return _draw(lambda start, n, g: torch.poisson(flat[start:start + n], generator=g), rates.shape,
+                 generator, rates.device)
