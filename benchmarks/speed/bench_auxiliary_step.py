@@ -58,7 +58,8 @@ BRANCHES = {1: "noise", 2: "noise,blur", 4: "noise,blur,weather,digital"}
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
 
 
-def make_runner(kind: str, name: str, k: int, batch: int, device: torch.device, channels_last: bool):
+def make_runner(kind: str, name: str, k: int, batch: int, device: torch.device, channels_last: bool,
+                amp: str = "off"):
     """A function running ``n`` consecutive training steps of configuration ``kind``."""
     torch.manual_seed(0)
     model = AuxiliaryModel(create_model(name, NUM_CLASSES), num_branches=0 if kind == "plain" else k,
@@ -67,7 +68,7 @@ def make_runner(kind: str, name: str, k: int, batch: int, device: torch.device, 
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     scaler = torch.amp.GradScaler(device.type, enabled=False)
-    autocast = {"device_type": device.type, "enabled": False}
+    autocast = {"device_type": device.type, "enabled": amp == "bf16", "dtype": torch.bfloat16}  # as fit --amp
     separate = kind == "separate" or (kind in ("+views", "+ahead") and device.type == "cpu")
     step = TrainStep(model, opt, scaler, autocast, channels_last=channels_last, separate=separate)
     gen = torch.Generator(device=device).manual_seed(0)
@@ -104,11 +105,12 @@ def run(args: argparse.Namespace) -> list[dict]:
     channels_last = use_channels_last(args.channels_last, device)
     rows = []
     for name in args.models.split(","):
-        keys = [("plain", 0)] + [(kind, k) for k in map(int, args.branches.split(","))
-                                 for kind in ("stacked", "separate", "+views", "+ahead")]
-        runners = {key: make_runner(key[0], name, key[1], args.batch, device, channels_last)
+        keys = [(kind, k, amp) for amp in args.amp.split(",")
+                for kind, k in [("plain", 0)] + [(kind, k) for k in map(int, args.branches.split(","))
+                                                 for kind in ("stacked", "separate", "+views", "+ahead")]]
+        runners = {key: make_runner(key[0], name, key[1], args.batch, device, channels_last, key[2])
                    for key in keys}
-        times: dict[tuple[str, int], list[float]] = {key: [] for key in keys}
+        times: dict[tuple[str, int, str], list[float]] = {key: [] for key in keys}
         clock = time.process_time if args.clock == "process" else time.perf_counter
         for round_ in range(args.warmup + args.rounds):
             for key, runner in runners.items():
@@ -121,17 +123,17 @@ def run(args: argparse.Namespace) -> list[dict]:
                 if round_ >= args.warmup:
                     times[key].append((clock() - start) / args.steps)
         best = {key: min(v) * 1e3 for key, v in times.items()}
-        plain = best[("plain", 0)]
         default = "separate" if device.type == "cpu" else "stacked"
-        for k in sorted({key[1] for key in keys if key[1]}):
-            row = {"model": name, "k": k, "plain": plain, **{kind: best[(kind, k)] for kind in
-                                                              ("stacked", "separate", "+views", "+ahead")}}
+        for amp, k in sorted({(key[2], key[1]) for key in keys if key[1]}, key=lambda a: (a[0] != "off", a)):
+            plain = best[("plain", 0, amp)]
+            row = {"model": name, "k": k, "amp": amp, "plain": plain,
+                   **{kind: best[(kind, k, amp)] for kind in ("stacked", "separate", "+views", "+ahead")}}
             row["ratio_stacked"] = row["stacked"] / ((k + 1) * plain)
             row["ratio_separate"] = row["separate"] / ((k + 1) * plain)
             row["share_views"] = (row["+views"] - row[default]) / row["+views"]
             row["share_ahead"] = (row["+ahead"] - row[default]) / row["+ahead"]
             rows.append(row)
-            print(f"{name:10s} K={k}  plain {plain:7.1f}  stacked {row['stacked']:7.1f}  separate "
+            print(f"{name:10s} K={k} amp {amp:4s}  plain {plain:7.1f}  stacked {row['stacked']:7.1f}  sep "
                   f"{row['separate']:7.1f}  +views {row['+views']:7.1f}  +ahead {row['+ahead']:7.1f} ms  "
                   f"stacked/((K+1)plain) {row['ratio_stacked']:.3f}  separate/((K+1)plain) "
                   f"{row['ratio_separate']:.3f}  view share {row['share_views']:.1%} / ahead "
@@ -156,15 +158,23 @@ def report(args: argparse.Namespace, rows: list[dict], header: list[str]) -> str
         "built ahead in a background thread (training's way)",
         "- On a shared machine absolute times are unreliable; ratios measured in the same rounds less so.",
         "",
-        "| model | K | plain (ms) | stacked (ms) | separate (ms) | +views (ms) | +ahead (ms) "
+        "| model | K | amp | plain (ms) | stacked (ms) | separate (ms) | +views (ms) | +ahead (ms) "
         "| stacked / ((K+1) x plain) | separate / ((K+1) x plain) | view share | view share, ahead |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['k']} | {r['plain']:.1f} | {r['stacked']:.1f} "
+        lines.append(f"| {r['model']} | {r['k']} | {r['amp']} | {r['plain']:.1f} | {r['stacked']:.1f} "
                      f"| {r['separate']:.1f} | {r['+views']:.1f} | {r['+ahead']:.1f} "
                      f"| {r['ratio_stacked']:.3f} "
                      f"| {r['ratio_separate']:.3f} | {r['share_views']:.1%} | {r['share_ahead']:.1%} |")
+    fp32 = {(r["model"], r["k"]): r for r in rows if r["amp"] == "off"}
+    faster = [(r, fp32[(r["model"], r["k"])]) for r in rows
+              if r["amp"] == "bf16" and (r["model"], r["k"]) in fp32]
+    if faster:
+        lines += ["", "bf16 autocast (`fit --amp bf16`): fp32 step time / bf16 step time, same rounds", "",
+                  "| model | K | plain | stacked | separate | +ahead |", "|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {b['model']} | {b['k']} | " + " | ".join(f"{f[kind] / b[kind]:.2f}x" for kind in
+                  ("plain", "stacked", "separate", "+ahead")) + " |" for b, f in faster]
     lines += ["", "Targets (CPU): the default path / ((K+1) x plain) <= 1.1; view share, ahead <= 10%.", ""]
     return "\n".join(lines)
 
@@ -185,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--clock", default="wall", choices=["wall", "process"],
                         help="wall time, or CPU time of the process (see above; default wall)")
+    parser.add_argument("--amp", default="off", help="comma list of off, bf16: each timed in the same rounds "
+                        "(bf16 = fit's --amp bf16 autocast; default off)")
     parser.add_argument("--quick", action="store_true", help="batch 16, 2 rounds of 2 steps (minutes)")
     default_out = Path(__file__).resolve().parents[1] / "results" / "auxiliary_step_speed.md"
     parser.add_argument("--out", type=Path, default=default_out, help="Markdown result file")
@@ -194,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     bad = [k for k in args.branches.split(",") if not k.isdigit() or int(k) not in BRANCHES]
     if bad:
         parser.error(f"--branches {args.branches}: each K must be one of {', '.join(map(str, BRANCHES))}")
+    if set(args.amp.split(",")) - {"off", "bf16"}:
+        parser.error(f"--amp {args.amp}: each entry must be off or bf16")
     if args.threads:
         torch.set_num_threads(args.threads)
     load_before = load_average()
