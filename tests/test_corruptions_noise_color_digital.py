@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from corruptions import corrupt
+from corruptions._registry import _CHUNK
 
 CIFAR = {
     "contrast": [0.75, 0.5, 0.4, 0.3, 0.15],
@@ -221,7 +222,7 @@ def test_shot_noise_is_poisson(severity):
 
 
 def test_shot_noise_is_the_same_on_any_thread_count_and_its_chunks_are_independent():
-    """Large CPU batches are drawn in fixed chunks on several threads (corruptions._registry.poisson)."""
+    """Large CPU batches are drawn in fixed chunks on several threads (corruptions._registry._draw)."""
     x = torch.full((6, 3, 128, 128), 0.3)  # 294,912 rates: several chunks
     threads = torch.get_num_threads()
     try:
@@ -234,8 +235,7 @@ def test_shot_noise_is_the_same_on_any_thread_count_and_its_chunks_are_independe
         torch.set_num_threads(threads)
     assert torch.equal(outs[0], outs[1])
     flat = outs[0].reshape(-1)
-    chunk = 1 << 16
-    assert not torch.equal(flat[:1000], flat[chunk:chunk + 1000])  # each chunk its own stream
+    assert not torch.equal(flat[:1000], flat[_CHUNK:_CHUNK + 1000])  # each chunk its own stream
     assert flat.var().item() == pytest.approx(0.3 / CIFAR["shot_noise"][4], rel=0.02)
 
 
