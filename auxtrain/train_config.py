@@ -57,7 +57,7 @@ def with_newer_options(saved: dict[str, Any]) -> dict[str, Any]:
 RESUMABLE_CHANGES = {"device", "workers", "data_root", "download", "eval", "eval_size",
                      "eval_corruptions", "eval_severities", "eval_seed", "eval_root", "progress", "out",
                      "resume", "overwrite", "compile", "log_interval", "logger", "channels_last",
-                     "domain_passes", "bn_adapt", "bn_prior"}
+                     "domain_passes", "views_ahead", "bn_adapt", "bn_prior"}
 
 
 def _per_dataset(key: str, none: str = "all") -> str:
@@ -195,6 +195,9 @@ class TrainConfig:
     domain_passes: Literal["auto", "stacked", "separate"] = _run(
         "auto", "the clean batch and its views as one stacked pass, or one pass per domain (same numbers); "
         "auto: separate on CPU, stacked on GPUs")
+    views_ahead: Literal["auto", "on", "off"] = _run(
+        "auto", "build the next batch's crops, flips and views in a background thread during the step (same "
+        "numbers); auto: on for GPUs, off on CPU, where the step already keeps every core busy")
     compile: bool = _run(False, "torch.compile the training model")
     out: str | None = _run(None, "run directory", metavar="DIR",
                            default_text="default: runs/<dataset>-<model>-<mode>-<time>")

@@ -12,9 +12,9 @@ A *mode* supplies two callables and the step does the rest:
 :class:`TrainStep` runs the inputs through the model as ONE stacked batch (fast on GPUs) or as
 K+1 passes of B images, each routed to its own selective-BN domain (faster on CPUs, whose caches
 hold a B-image pass much better); with selective BN both give the same losses, gradients and
-running statistics. :class:`Batches` builds the next batch's inputs in a background thread while
-the current step computes, drawing from the one generator in the same order as a plain loop
-would, so the views, and a resumed run, stay bit-identical.
+running statistics. :class:`Batches` builds the next batch's inputs, in a background thread while
+the current step computes (by default on GPUs only) or in the step's thread, drawing from the one
+generator in the same order either way, so the views, and a resumed run, stay bit-identical.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["LossFn", "InputsFn", "TrainStep", "StepResult", "Batches", "can_separate", "use_separate_passes",
-           "use_channels_last"]
+           "use_channels_last", "use_views_ahead"]
 
 LossFn = Callable[[Any, Tensor], tuple[Tensor, dict[str, Tensor]]]
 InputsFn = Callable[[Tensor, torch.Generator], list[Tensor]]
@@ -58,6 +58,17 @@ def use_channels_last(option: str | bool, device: torch.device) -> bool:
     if isinstance(option, bool):
         return option
     return option == "on" or (option == "auto" and device.type in ("cpu", "cuda"))
+
+
+def use_views_ahead(option: str, device: torch.device) -> bool:
+    """``--views-ahead``: ``auto`` = build the next batch in a background thread on GPUs only.
+
+    On a GPU the step leaves the CPU idle, so the thread's work is free. On a CPU the step's
+    intra-op threads already use every core and the thread competes with them: on 2 cores it
+    made the resnet20 step 23-31% slower, against at most 10% for the same views built in the
+    step's thread (benchmarks/results/auxiliary_step_speed.md).
+    """
+    return option == "on" or (option == "auto" and device.type != "cpu")
 
 
 @dataclass

@@ -43,7 +43,7 @@ from auxtrain.run_outputs import export_model
 from auxtrain.schedule import TrainingSchedule
 from auxtrain.seeding import mix_seed, seeded_generator
 from auxtrain.train_config import DATASET_DEFAULTS, RESUMABLE_CHANGES, TrainConfig, with_newer_options
-from auxtrain.train_step import Batches, TrainStep, use_channels_last, use_separate_passes
+from auxtrain.train_step import Batches, TrainStep, use_channels_last, use_separate_passes, use_views_ahead
 
 __all__ = ["TrainConfig", "RunResult", "NonFiniteLossError", "fit", "DATASET_DEFAULTS"]
 
@@ -305,7 +305,8 @@ def _train_epoch(job: _Job, loader, gen: torch.Generator, sums: dict[str, float]
     bar = tqdm(total=len(loader), initial=skip, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                disable=not (cfg.progress and job.is_main), dynamic_ncols=True)
     loss = step_loss(cfg, net, job.criterion, schedule, epoch, num_views=len(branches))
-    batches = Batches(loader, step_inputs(cfg, branches, severities), gen, job.device, skip=skip)
+    batches = Batches(loader, step_inputs(cfg, branches, severities), gen, job.device, skip=skip,
+                      background=use_views_ahead(cfg.views_ahead, job.device))
     step = skip
     try:
         for step, inputs, target in batches:  # noqa: B007 (step is returned)

@@ -255,10 +255,10 @@ def test_val_size_run_reports_on_corrupted_validation_images(tmp_path, monkeypat
 # ---------------------------------------------------------------- the step: passes, memory format, batches
 
 
-def test_domain_passes_and_channels_last_resolve_per_device():
+def test_domain_passes_channels_last_and_views_ahead_resolve_per_device():
     from auxtrain.auxiliary import AuxiliaryModel
     from auxtrain.models import create_model
-    from auxtrain.train_step import use_channels_last, use_separate_passes
+    from auxtrain.train_step import use_channels_last, use_separate_passes, use_views_ahead
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     aux = AuxiliaryModel(create_model("resnet20", 4), 2)
@@ -271,6 +271,8 @@ def test_domain_passes_and_channels_last_resolve_per_device():
     assert use_channels_last("auto", cpu) and use_channels_last("auto", cuda)
     assert not use_channels_last("off", cuda) and use_channels_last("on", torch.device("mps"))
     assert not use_channels_last("auto", torch.device("mps"))
+    assert not use_views_ahead("auto", cpu) and use_views_ahead("auto", cuda)  # CPU: the step uses every core
+    assert use_views_ahead("on", cpu) and not use_views_ahead("off", cuda)
 
 
 def test_channels_last_of_older_configs_and_domain_passes_are_checked():
@@ -328,6 +330,16 @@ def test_separate_domain_passes_train_like_the_stacked_pass(tmp_path):
     assert separate.metrics[0]["loss"] == pytest.approx(stacked.metrics[0]["loss"], rel=1e-5)
 
 
+def test_views_built_ahead_or_in_the_step_train_the_same_weights(tmp_path):
+    from auxtrain.training import fit
+
+    options = {"corruptions": "gaussian_noise,defocus_blur"}
+    ahead = fit(_tiny(tmp_path, "ahead", views_ahead="on", **options))
+    inline = fit(_tiny(tmp_path, "inline", views_ahead="off", **options))
+    a, b = _weights(ahead.model_path), _weights(inline.model_path)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_a_run_saved_with_boolean_channels_last_resumes(standard_run, tmp_path):
     """Runs from before --channels-last auto|on|off saved true/false: --resume reads them as on/off."""
     import yaml
@@ -337,12 +349,12 @@ def test_a_run_saved_with_boolean_channels_last_resumes(standard_run, tmp_path):
 
     run = _copy_run(standard_run, tmp_path)
     ckpt = torch.load(run / "checkpoint_last.pt", weights_only=True)
-    del ckpt["config"]["domain_passes"]
+    del ckpt["config"]["domain_passes"], ckpt["config"]["views_ahead"]
     ckpt["config"]["channels_last"] = False
     torch.save(ckpt, run / "checkpoint_last.pt")
     doc = yaml.safe_load((run / "config.yaml").read_text())
     doc["config"]["channels_last"] = False
-    del doc["config"]["domain_passes"]
+    del doc["config"]["domain_passes"], doc["config"]["views_ahead"]
     (run / "config.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     options = saved_run_options(run)
     assert options["channels_last"] is False
