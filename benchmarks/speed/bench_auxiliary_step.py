@@ -3,7 +3,8 @@
 Claims checked (issue 16): on CPU the auxiliary step costs at most about 1.1 x (K+1) plain steps
 with the CPU's default path (separate passes, one per selective-BN domain), and building the views
 (crop, flip, K corrupted views; the model normalises its uint8 input itself) costs at most 10% of
-the step when the next batch's views are built in a background thread (``auxtrain.train_step.Batches``).
+the step, built the way training builds them on the device (``--views-ahead auto``: in the step's
+thread on CPU, ahead in a background thread on GPUs; ``auxtrain.train_step.Batches``).
 
 For each backbone (default resnet20 and resnet18, CIFAR 32 px, batch 128, CPU) and K in 1, 2, 4
 (branches noise; noise,blur; noise,blur,weather,digital), one SGD step (forward, AuxiliaryLoss in
@@ -12,8 +13,8 @@ stage two, backward, update) is timed for
   stacked    AuxiliaryModel(K), one extractor pass over the stacked (K+1)*B images,
   separate   AuxiliaryModel(K), K+1 passes of B images, each routed to its own domain,
 and, for the device's default path, the whole step from a clean uint8 batch:
-  +views     crops, flips and views built in the step's thread, then the step,
-  +ahead     the same with the next batch's views built in a background thread (training's way).
+  +views     crops, flips and views built in the step's thread, then the step (training's way on CPU),
+  +ahead     the same with the next batch's views built in a background thread (training's way on GPUs).
 View overhead share = (time with views - time without) / time with views.
 Each configuration runs ``--steps`` consecutive steps per round (the background thread only
 overlaps with its own configuration's steps), rounds are round-robin so load changes hit all
@@ -155,7 +156,7 @@ def report(args: argparse.Namespace, rows: list[dict], header: list[str]) -> str
         f"{'CPU' if args.clock == 'process' else 'wall'} time",
         f"- Branches: {'; '.join(f'K={k}: {v}' for k, v in BRANCHES.items())}. +views / +ahead: the "
         f"{default} step from a clean batch with crops, flips and views built in the step's thread / "
-        "built ahead in a background thread (training's way)",
+        "built ahead in a background thread (training's way on CPU / on GPUs: --views-ahead auto)",
         "- On a shared machine absolute times are unreliable; ratios measured in the same rounds less so.",
         "",
         "| model | K | amp | plain (ms) | stacked (ms) | separate (ms) | +views (ms) | +ahead (ms) "
