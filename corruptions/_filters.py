@@ -163,14 +163,22 @@ def disk_kernel(radius: float, alias_sigma: float) -> np.ndarray:
     return out[c - half_h:c + half_h + 1, c - half_w:c + half_w + 1].astype(np.float32)
 
 
+# Image area from which line_blur shifts each CPU image by slicing a padded copy instead of one
+# batched gather per tap: the slices cost a Python step per (image, tap) but no index tensor, so
+# they win from about 48 x 48 px (measured at one thread: 0.3x at 32 px, 1.0x at 48 px, 2.4x at
+# 96 px, 5x at 224 px); the outputs are bit-identical (the same products, summed in tap order).
+_LINE_BLUR_SLICE_AREA = 48 * 48
+
+
 def line_blur(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tensor) -> torch.Tensor:
     """imagecorruptions' port of ImageMagick's motion blur, one angle (degrees) per image.
 
     Width 2 * radius + 1 taps weighted by a one-sided Gaussian exp(-i^2 / 2 sigma^2)
     (normalised), tap i shifting the image by (-ceil(i sin a - 0.5), -ceil(i cos a - 0.5)) with
     edge replication; taps from the first one whose shift leaves the image onwards are dropped
-    (the reference's ``break``, weights not renormalised). Implemented as one gather per tap;
-    taps whose normalised weight is below 1e-7 (at most ~0.001 grey level in total) are skipped.
+    (the reference's ``break``, weights not renormalised). Taps whose normalised weight is below
+    1e-7 (at most ~0.001 grey level in total) are skipped. One gather per tap over the batch, or
+    on the CPU from ``_LINE_BLUR_SLICE_AREA`` pixels on, one slice of a padded copy per image and tap.
     """
     n, c, h, w = x.shape
     width = 2 * int(radius) + 1
@@ -185,6 +193,9 @@ def line_blur(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tensor) -
     valid = (dy.abs() < h) & (dx.abs() < w)
     valid = torch.cumprod(valid.long(), dim=1).bool()
     weight = (k[None, :] * valid).to(x.dtype)  # (n, width)
+    live = [i for i in range(int(valid.sum(1).max())) if float(k_host[i]) >= 1e-7]  # one device sync
+    if x.device.type == "cpu" and h * w >= _LINE_BLUR_SLICE_AREA:
+        return _line_blur_slices(x, dy, dx, valid, weight, live)
     ys = torch.arange(h, device=x.device)
     xs = torch.arange(w, device=x.device)
     flat = x.reshape(n, c, h * w)
@@ -192,13 +203,28 @@ def line_blur(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tensor) -
     # Reused buffers: fresh multi-MB tensors per tap cost more than the gathers themselves on CPU.
     buf = torch.empty_like(flat)
     idx = torch.empty(n, h, w, dtype=torch.long, device=x.device)
-    used = int(valid.sum(1).max())  # taps before every image's break (one device sync)
-    for i in range(used):
-        if float(k_host[i]) < 1e-7:  # tail taps: together < 0.001 grey level, skipped for speed
-            continue
+    for i in live:
         rows = (ys[None, :] - dy[:, i, None]).clamp_(0, h - 1)  # (n, h)
         cols = (xs[None, :] - dx[:, i, None]).clamp_(0, w - 1)  # (n, w)
         torch.add((rows * w)[:, :, None], cols[:, None, :], out=idx)
         torch.gather(flat, 2, idx.view(n, 1, h * w).expand(n, c, h * w), out=buf)
         out.addcmul_(buf, weight[:, i, None, None])
     return out.reshape(n, c, h, w)
+
+
+def _line_blur_slices(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, valid: torch.Tensor,
+                      weight: torch.Tensor, live: list[int]) -> torch.Tensor:
+    """line_blur's taps as slices of each image padded by edge replication (the clamped gather)."""
+    n, _, h, w = x.shape
+    pad_y = int((dy.abs() * valid).max())
+    pad_x = int((dx.abs() * valid).max())
+    out = torch.zeros_like(x)
+    shifts_y, shifts_x, used = dy.tolist(), dx.tolist(), valid.sum(1).tolist()
+    for j in range(n):
+        padded = F.pad(x[j:j + 1], (pad_x, pad_x, pad_y, pad_y), mode="replicate")[0]
+        for i in live:
+            if i >= used[j]:
+                break
+            top, left = pad_y - shifts_y[j][i], pad_x - shifts_x[j][i]
+            out[j].addcmul_(padded[:, top:top + h, left:left + w], weight[j, i])
+    return out

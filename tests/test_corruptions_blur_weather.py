@@ -340,6 +340,18 @@ def test_line_kernel_matches_imagecorruptions():
             np.testing.assert_allclose(got[i].permute(1, 2, 0).numpy(), ref, atol=2e-3)
 
 
+def test_line_kernel_gives_the_same_bytes_by_gather_and_by_slices(monkeypatch):
+    """Small images take one gather per tap, large CPU images slices of a padded copy: same sums."""
+    g = torch.Generator().manual_seed(3)
+    for size, (radius, sigma) in [(40, (9, 2.5)), (24, (30, 20.0))]:  # the second breaks off taps
+        x = torch.rand(5, 3, size, size + 3, generator=g) * 255
+        angles = torch.rand(5, generator=g, dtype=torch.float64) * 90 - 45
+        monkeypatch.setattr(_filters, "_LINE_BLUR_SLICE_AREA", 10**9)
+        gathered = _filters.line_blur(x, radius, sigma, angles)
+        monkeypatch.setattr(_filters, "_LINE_BLUR_SLICE_AREA", 0)
+        assert torch.equal(_filters.line_blur(x, radius, sigma, angles), gathered)
+
+
 @pytest.mark.parametrize("severity", [1, 5])
 def test_snow_matches_reference_given_draws(severity):
     """make_cifar_c.snow with imagecorruptions' line kernel in place of ImageMagick's blur.
