@@ -81,6 +81,35 @@ def jpeg_compression_tensor(x: torch.Tensor, params: tuple, generator: torch.Gen
 # --------------------------------------------------------------------------------------------
 # pixelate
 
+# Image area from which CPU batches are pixelated by PIL itself (each image merged from its
+# planes into one RGB image, so no layout change of the batch), on torch.get_num_threads()
+# threads (PIL releases the GIL while resizing): the bit-exact port below is 2x faster than PIL
+# at 64 px but slower from about 128 px (one thread: 5,300 vs 6,600 img/s at 128 px, 1,300-3,300
+# vs 2,800-3,800 at 224 px). The bytes are the same (tested). GPUs always take the port.
+_PIXELATE_PIL_AREA = 128 * 128
+
+
+def _pixelate_pil(x: torch.Tensor, small_h: int, small_w: int, nearest: bool) -> torch.Tensor:
+    """PIL's BOX downscale and BOX / NEAREST upscale of each image of a uint8 (N, 3, H, W) CPU batch."""
+    from PIL import Image
+
+    height, width = x.shape[-2:]
+    upscale = Image.NEAREST if nearest else Image.BOX
+    images = x.contiguous().numpy()
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    written = out.numpy()
+
+    def resize(indices: np.ndarray) -> None:
+        for i in indices:
+            image = Image.merge("RGB", [Image.fromarray(plane) for plane in images[i]])
+            image = image.resize((small_w, small_h), Image.BOX).resize((width, height), upscale)
+            for c, band in enumerate(image.split()):
+                written[i, c] = np.asarray(band)
+
+    workers = max(1, min(torch.get_num_threads(), len(images)))
+    map_on_threads(resize, np.array_split(np.arange(len(images)), workers), workers)
+    return out
+
 
 @register(
     "pixelate",
@@ -100,4 +129,6 @@ def pixelate_tensor(x: torch.Tensor, params: tuple, generator: torch.Generator) 
     c, nearest = params
     height, width = x.shape[-2:]
     small_h, small_w = max(int(height * c), 1), max(int(width * c), 1)
+    if x.device.type == "cpu" and height * width >= _PIXELATE_PIL_AREA:
+        return _pixelate_pil(x, small_h, small_w, bool(nearest))
     return pil_pixelate(x, small_h, small_w, bool(nearest))

@@ -157,7 +157,7 @@ def test_colour_corruptions_match_the_formulas(name, reference, profile, size):
 
 
 @pytest.mark.parametrize("profile, up", [("cifar", "box"), ("imagenet", "nearest")])
-@pytest.mark.parametrize("size", [(32, 32), (50, 70)])
+@pytest.mark.parametrize("size", [(32, 32), (50, 70), (150, 130)])  # the last: PIL's own resize on CPU
 def test_pixelate_is_bit_exact_with_pil(profile, up, size):
     images = test_images(4, *size)
     table = CIFAR if profile == "cifar" else IMAGENET
@@ -165,6 +165,19 @@ def test_pixelate_is_bit_exact_with_pil(profile, up, size):
         ours = corrupt(images, "pixelate", severity, profile=profile)
         ref = np.stack([pil_pixelate(img, c, up) for img in images])
         np.testing.assert_array_equal(ours, ref)
+
+
+def test_pixelate_port_and_pil_planes_give_the_same_bytes(monkeypatch):
+    """Large CPU batches are pixelated by PIL per plane, small ones by the tensor port: same bytes."""
+    from corruptions import digital
+
+    x = torch.randint(0, 256, (5, 3, 37, 61), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    for profile in ("cifar", "imagenet"):
+        for severity in (1, 3, 5):
+            monkeypatch.setattr(digital, "_PIXELATE_PIL_AREA", 10**9)
+            port = corrupt(x, "pixelate", severity, profile=profile)
+            monkeypatch.setattr(digital, "_PIXELATE_PIL_AREA", 0)
+            assert torch.equal(corrupt(x, "pixelate", severity, profile=profile), port)
 
 
 @pytest.mark.parametrize("profile, size", [("cifar", (32, 32)), ("imagenet", (40, 56))])
