@@ -37,7 +37,7 @@ from torch import nn
 
 from auxtrain._eval_data import Clean, clean_set, count_correct, image_set, test_split, to_nchw
 from auxtrain.data.corrupted import FLAGS, LABELS_FILE, FolderCorruptedSet, open_corrupted
-from auxtrain.distributed import DistContext, all_gather_object, init_for_device_flag, resolve_device, shard
+from auxtrain.distributed import DistContext, all_gather_object, process_group, resolve_device, shard
 from auxtrain.metrics import mce as mce
 from auxtrain.report import build_summary
 from auxtrain.report import read_errors as read_errors
@@ -343,25 +343,26 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; pass a folder")
     baseline = read_errors(cfg.baseline) if cfg.baseline else None
-    ctx, device = init_for_device_flag(cfg.device)
-    model = load_eval_model(cfg, device)  # --checkpoint, or --model with --weights
-    source = cfg.checkpoint or cfg.weights
-    clean: Clean | None = cfg.clean_root
-    generate_from = None
-    if cfg.generate or cfg.clean_dataset:
-        name = cfg.dataset if cfg.generate else cfg.clean_dataset
-        images, labels, spec = test_split(name, cfg.data_root if cfg.generate else cfg.clean_root,
-                                          cfg.data_seed, cfg.test_size if cfg.generate else None)
-        if spec.num_classes != model.meta["num_classes"]:
-            raise ValueError(f"{source} predicts {model.meta['num_classes']} classes but {name} "
-                             f"has {spec.num_classes}; evaluate on the dataset the model was trained on")
-        clean = (images, labels)
-        if cfg.generate:
-            generate_from = (images, labels)
-    return evaluate(model, None if cfg.generate else cfg.data_root, generate_from=generate_from,
-                    corruptions=cfg.corruptions, severities=cfg.severities, seed=cfg.seed,
-                    batch_size=cfg.batch_size, device=device, workers=cfg.workers, progress=cfg.progress,
-                    clean=clean, baseline=baseline, seen=seen_corruptions(model.meta),
-                    title=cfg.title or f"Corruption robustness of {describe(model) or source}", out_dir=out,
-                    distributed=ctx, bn_adapt=cfg.bn_adapt, bn_prior=cfg.bn_prior)
+    with process_group(cfg.device) as (ctx, device):
+        model = load_eval_model(cfg, device)  # --checkpoint, or --model with --weights
+        source = cfg.checkpoint or cfg.weights
+        clean: Clean | None = cfg.clean_root
+        generate_from = None
+        if cfg.generate or cfg.clean_dataset:
+            name = cfg.dataset if cfg.generate else cfg.clean_dataset
+            images, labels, spec = test_split(name, cfg.data_root if cfg.generate else cfg.clean_root,
+                                              cfg.data_seed, cfg.test_size if cfg.generate else None)
+            if spec.num_classes != model.meta["num_classes"]:
+                raise ValueError(f"{source} predicts {model.meta['num_classes']} classes but {name} "
+                                 f"has {spec.num_classes}; evaluate on the dataset the model was trained on")
+            clean = (images, labels)
+            if cfg.generate:
+                generate_from = (images, labels)
+        return evaluate(model, None if cfg.generate else cfg.data_root, generate_from=generate_from,
+                        corruptions=cfg.corruptions, severities=cfg.severities, seed=cfg.seed,
+                        batch_size=cfg.batch_size, device=device, workers=cfg.workers,
+                        progress=cfg.progress, clean=clean, baseline=baseline,
+                        seen=seen_corruptions(model.meta),
+                        title=cfg.title or f"Corruption robustness of {describe(model) or source}",
+                        out_dir=out, distributed=ctx, bn_adapt=cfg.bn_adapt, bn_prior=cfg.bn_prior)
 

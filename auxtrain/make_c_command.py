@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from auxtrain._eval_data import test_split
-from auxtrain.distributed import init_for_device_flag
+from auxtrain.distributed import process_group
 from auxtrain.eval_config import MakeCConfig
 from corruptions import parse_severities, resolve_names
 
@@ -40,15 +40,15 @@ def make_c_from_dataset(cfg: MakeCConfig) -> MakeCResult:
     cfg.check()
     names = resolve_names(cfg.corruptions, what="--corruptions")
     severities = parse_severities(cfg.severities, what="--severities")
-    ctx, device = init_for_device_flag(cfg.device)
-    images, labels, _ = test_split(cfg.dataset, cfg.data_root, cfg.data_seed, cfg.test_size)
-    n = int(images.shape[0])
-    if ctx.is_main and (n != ROBUSTBENCH_IMAGES or tuple(severities) != (1, 2, 3, 4, 5)):
-        warnings.warn(f"{cfg.out} holds {n:,} images x severities {','.join(map(str, severities))}: "
-                      f"RobustBench's CIFAR-C loader (robustbench.data.load_cifar10c) reads rows "
-                      f"(s - 1) * 10,000 to s * 10,000 for severity s, so it needs 10,000 images x "
-                      f"severities 1-5; auxtrain eval reads any size", stacklevel=2)
-    out = make_c(images, labels.numpy(), cfg.out, names=names, severities=severities, seed=cfg.seed,
-                 device=device, profile=cfg.profile, threads=cfg.threads, progress=cfg.progress,
-                 distributed=ctx.enabled)
-    return MakeCResult(Path(out), names, severities, n, ctx.is_main)
+    with process_group(cfg.device) as (ctx, device):
+        images, labels, _ = test_split(cfg.dataset, cfg.data_root, cfg.data_seed, cfg.test_size)
+        n = int(images.shape[0])
+        if ctx.is_main and (n != ROBUSTBENCH_IMAGES or tuple(severities) != (1, 2, 3, 4, 5)):
+            warnings.warn(f"{cfg.out} holds {n:,} images x severities {','.join(map(str, severities))}: "
+                          f"RobustBench's CIFAR-C loader (robustbench.data.load_cifar10c) reads rows "
+                          f"(s - 1) * 10,000 to s * 10,000 for severity s, so it needs 10,000 images x "
+                          f"severities 1-5; auxtrain eval reads any size", stacklevel=2)
+        out = make_c(images, labels.numpy(), cfg.out, names=names, severities=severities, seed=cfg.seed,
+                     device=device, profile=cfg.profile, threads=cfg.threads, progress=cfg.progress,
+                     distributed=ctx.enabled)
+        return MakeCResult(Path(out), names, severities, n, ctx.is_main)
