@@ -76,7 +76,8 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
 def _fit_config(args: argparse.Namespace):
     """TrainConfig from defaults < the resumed run's config < -c FILE < flags."""
     from auxtrain.config import config_from_args
-    from auxtrain.train_config import TrainConfig, saved_run_options
+    from auxtrain.resume_options import saved_run_options
+    from auxtrain.train_config import TrainConfig
 
     def resumed(options: dict) -> dict:  # --resume --out DIR is enough: the run's own options
         return saved_run_options(options["out"]) if options.get("resume") and options.get("out") else {}

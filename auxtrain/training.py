@@ -37,12 +37,13 @@ from auxtrain._stop import StopFlag
 from auxtrain.checkpoint import load_checkpoint, restoring, save_checkpoint
 from auxtrain.losses import LOSS_TERMS
 from auxtrain.modes import step_inputs, step_loss
+from auxtrain.resume_options import RESUMABLE_CHANGES, with_newer_options
 from auxtrain.run_dir import RunDir
 from auxtrain.run_log import BestModel, RunLog
 from auxtrain.run_outputs import export_model
 from auxtrain.schedule import TrainingSchedule
 from auxtrain.seeding import mix_seed, seeded_generator
-from auxtrain.train_config import DATASET_DEFAULTS, RESUMABLE_CHANGES, TrainConfig, with_newer_options
+from auxtrain.train_config import DATASET_DEFAULTS, TrainConfig
 from auxtrain.train_step import Batches, TrainStep, use_channels_last, use_separate_passes, use_views_ahead
 
 __all__ = ["TrainConfig", "RunResult", "NonFiniteLossError", "fit", "DATASET_DEFAULTS"]

@@ -20,7 +20,8 @@ from auxtrain.config import (
     load_config_file,
     merge_config,
 )
-from auxtrain.train_config import DATASET_DEFAULTS, TrainConfig, saved_run_options
+from auxtrain.resume_options import saved_run_options
+from auxtrain.train_config import DATASET_DEFAULTS, TrainConfig
 
 
 @dataclass
@@ -179,7 +180,7 @@ def test_resume_layers_the_saved_run_under_file_and_flags(tmp_path):
 
 
 def test_options_newer_than_a_run_take_the_values_it_trained_with():
-    from auxtrain.train_config import with_newer_options
+    from auxtrain.resume_options import with_newer_options
 
     # Saved before tying_scale and view_order (they came together): the old behaviour of both.
     assert with_newer_options({"seed": 1}) == {"seed": 1, "tying_scale": "none",

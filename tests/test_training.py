@@ -344,7 +344,7 @@ def test_a_run_saved_with_boolean_channels_last_resumes(standard_run, tmp_path):
     """Runs from before --channels-last auto|on|off saved true/false: --resume reads them as on/off."""
     import yaml
 
-    from auxtrain.train_config import saved_run_options
+    from auxtrain.resume_options import saved_run_options
     from auxtrain.training import TrainConfig, fit
 
     run = _copy_run(standard_run, tmp_path)
@@ -367,7 +367,7 @@ def test_a_run_saved_before_tying_scale_resumes_with_the_scale_it_trained_with(s
     """A run saved without --tying-scale trained with the unscaled gamma: --resume keeps it."""
     import yaml
 
-    from auxtrain.train_config import saved_run_options
+    from auxtrain.resume_options import saved_run_options
     from auxtrain.training import TrainConfig, fit
 
     run = _copy_run(standard_run, tmp_path)
