@@ -31,6 +31,7 @@ def test_required_names_registered():
     "name, num_classes, expected",
     [
         ("resnet18", 100, 11_220_132),  # the CIFAR ResNet-18 every CIFAR-100 paper reports
+        ("resnet8", 10, 75_290),  # one block per stage: 0.08M
         ("resnet20", 10, 269_722),  # He et al.: 0.27M
         ("resnet56", 10, 853_018),  # He et al.: 0.85M
         ("wrn40_2", 10, 2_243_546),  # Zagoruyko & Komodakis / AugMix: 2.2M

@@ -1,4 +1,4 @@
-"""He et al.'s (2016, section 4.2) CIFAR ResNets: resnet20/32/44/56/110 with 16-32-64 channels.
+"""He et al.'s (2016, section 4.2) CIFAR ResNets: resnet8/20/32/44/56/110 with 16-32-64 channels.
 
 6n+2 layers: a 3x3 stem with 16 channels, then three stages of n basic blocks (16, 32, 64
 channels at 32, 16, 8 px). Shortcuts follow the paper's option A by default: identity, and where
@@ -62,7 +62,7 @@ class CifarResNet(Backbone):
     """He et al.'s CIFAR ResNet of depth 6n+2, stages ``layer1``..``layer3``.
 
     Args:
-        depth: 20, 32, 44, 56, 110, ... (must be 6n+2).
+        depth: 8, 20, 32, 44, 56, 110, ... (must be 6n+2).
         num_classes: classifier outputs.
         shortcut: ``"A"`` (zero-padding identity, the paper's CIFAR choice) or ``"B"`` (1x1 projections).
         in_chans: input channels.
@@ -103,6 +103,13 @@ class CifarResNet(Backbone):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn1(self.conv1(x)))
         return self.layer3(self.layer2(self.layer1(x)))
+
+
+@register_model
+def resnet8(num_classes: int = 10, **kwargs) -> CifarResNet:
+    """The 8-layer member of the family (one block per stage, 0.08M parameters; a common student in
+    distillation work): about a third of resnet20's compute."""
+    return CifarResNet(8, num_classes=num_classes, **kwargs)
 
 
 @register_model
