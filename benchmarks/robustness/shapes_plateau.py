@@ -32,6 +32,9 @@ VARIANTS = {
     "lr0.02": ["--lr", "0.02"],
     "batch64": ["--batch-size", "64"],
     "zero_init": ["--model-kwargs", "zero_init_residual=True"],
+    "lr0.2": ["--lr", "0.2"],
+    "wd5e-5": ["--weight-decay", "5e-5"],
+    "companions": ["--companions", "layer1,layer2", "--companion-threshold", "0.5", "--no-companion-decay"],
 }
 
 
