@@ -7,8 +7,10 @@ process, the default options, the robustness report included) one after the othe
 once, and the wall time of the whole command is measured; the load average is recorded around
 each run, since a shared machine makes wall times unreliable.
 
-    python benchmarks/speed/bench_quick_start.py                 # seeds 0,1,2 (about 10 minutes quiet)
+    python benchmarks/speed/bench_quick_start.py                 # seeds 0,1,2 (about 20 minutes quiet)
     python benchmarks/speed/bench_quick_start.py --seeds 0       # one run
+    git worktree add ../before OLD && python benchmarks/speed/bench_quick_start.py --seeds 0 \
+        --code ../before --out before.md                         # the same run with OLD's auxtrain
 
 Writes benchmarks/results/quick_start.md (the header of benchmarks/_machine.py, then one row per
 seed and the mean). The run directories go to --runs (default runs/quick_start_bench/seed<S>) and
@@ -32,12 +34,24 @@ COMMAND = ["-m", "auxtrain", "fit", "--dataset", "shapes", "--corruptions", "noi
 TARGET_SECONDS = 180
 
 
-def run_seed(seed: int, out: Path, extra: list[str]) -> dict:
-    """One quick-start run in a fresh process: wall time, training time, clean error, load around it."""
+def commit(code: Path) -> str:
+    """The short commit of the checkout ``code`` ("+ changes" when its tracked files differ)."""
+    head = subprocess.run(["git", "-C", str(code), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip() or "unknown"
+    dirty = subprocess.run(["git", "-C", str(code), "diff", "--quiet", "HEAD"]).returncode != 0
+    return f"{head} + changes" if dirty else head
+
+
+def run_seed(seed: int, out: Path, extra: list[str], code: Path = REPO) -> dict:
+    """One quick-start run in a fresh process: wall time, training time, clean error, load around it.
+
+    ``code`` is the checkout whose ``auxtrain`` runs (``python -m`` imports it from the working
+    directory first), e.g. a worktree of an older commit for a before/after on the same machine.
+    """
     load_before = load_average()
     start = time.perf_counter()
     command = [sys.executable, *COMMAND, "--seed", str(seed), "--out", str(out), "--overwrite", *extra]
-    subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+    subprocess.run(command, check=True, cwd=code, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     with open(out / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -53,19 +67,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "quick_start_bench",
                         help="folder of the run directories")
     parser.add_argument("--extra", default="", help="extra fit flags, e.g. '--domain-passes stacked'")
+    parser.add_argument("--code", type=Path, default=REPO,
+                        help="checkout whose auxtrain runs (default: this one), e.g. an old worktree")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "quick_start.md",
                         help="Markdown result file")
     args = parser.parse_args(argv)
     load_before = load_average()
     results = []
     for seed in map(int, args.seeds.split(",")):
-        results.append(run_seed(seed, args.runs / f"seed{seed}", args.extra.split()))
+        results.append(run_seed(seed, args.runs / f"seed{seed}", args.extra.split(), args.code.resolve()))
         r = results[-1]
         print(f"seed {seed}: {r['wall']:.0f} s wall, {r['train']:.0f} s training, clean error "
               f"{r['clean_error']:.2f}%, load {r['load']}", flush=True)
     lines = [
         "# Quick start: wall time and clean error", "",
         *header_lines(__file__, argv, "auto", load_before, load_average()),
+        f"- code: commit {commit(args.code)} ({args.code.resolve()})",
         f"- Each seed: `python {' '.join([*COMMAND, '--seed', 'S', '--out', 'DIR', *args.extra.split()])}`",
         f"- Target: at most {TARGET_SECONDS} s wall per run on 2 cores, clean error no worse than 18.3% "
         "(seed 0 before the faster step, 6 min 10 s)", "",
