@@ -29,6 +29,8 @@ def with_newer_options(saved: dict[str, Any]) -> dict[str, Any]:
     else:
         newer = {"view_order": "corrupt_then_crop"}
     return {**newer, **saved}
+
+
 # Fields that may change between a run and its --resume (they do not change what is trained). Not
 # epochs: the LR milestones, the cosine and the stage-two start are computed from it.
 RESUMABLE_CHANGES = {"device", "workers", "data_root", "download", "eval", "eval_size",

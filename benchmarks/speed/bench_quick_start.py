@@ -27,19 +27,13 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: scripts, not a package
 from _machine import REPO, format_load, header_lines, load_average, write_result  # noqa: E402
 
 COMMAND = ["-m", "auxtrain", "fit", "--dataset", "shapes", "--corruptions", "noise,blur", "--no-progress"]
 TARGET_SECONDS = 180
-
-
-def commit(code: Path) -> str:
-    """The short commit of the checkout ``code`` ("+ changes" when its tracked files differ)."""
-    head = subprocess.run(["git", "-C", str(code), "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True).stdout.strip() or "unknown"
-    dirty = subprocess.run(["git", "-C", str(code), "diff", "--quiet", "HEAD"]).returncode != 0
-    return f"{head} + changes" if dirty else head
 
 
 def run_seed(seed: int, out: Path, extra: list[str], code: Path = REPO) -> dict:
@@ -55,8 +49,11 @@ def run_seed(seed: int, out: Path, extra: list[str], code: Path = REPO) -> dict:
     wall = time.perf_counter() - start
     with open(out / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
+    with open(out / "config.yaml", encoding="utf-8") as f:  # the commit the run itself recorded
+        ran = (yaml.safe_load(f).get("environment") or {}).get("git_commit") or "unknown"
+    short = ran[:7] + ("-dirty" if ran.endswith("-dirty") else "")
     return {"seed": seed, "wall": wall, "train": sum(float(r["seconds"]) for r in rows),
-            "epochs": len(rows), "clean_error": 100 - float(rows[-1]["test_acc"]),
+            "epochs": len(rows), "commit": short, "clean_error": 100 - float(rows[-1]["test_acc"]),
             "load": f"{format_load(load_before)} / {format_load(load_average())}"}
 
 
@@ -74,15 +71,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     load_before = load_average()
     results = []
+    runs, code = args.runs.resolve(), args.code.resolve()  # the runs start in `code`, not here
     for seed in map(int, args.seeds.split(",")):
-        results.append(run_seed(seed, args.runs / f"seed{seed}", args.extra.split(), args.code.resolve()))
+        results.append(run_seed(seed, runs / f"seed{seed}", args.extra.split(), code))
         r = results[-1]
         print(f"seed {seed}: {r['wall']:.0f} s wall, {r['train']:.0f} s training, clean error "
               f"{r['clean_error']:.2f}%, load {r['load']}", flush=True)
     lines = [
         "# Quick start: wall time and clean error", "",
         *header_lines(__file__, argv, "auto", load_before, load_average()),
-        f"- code: commit {commit(args.code)} ({args.code.resolve()})",
+        f"- code: commit {', '.join(sorted({r['commit'] for r in results}))} ({code}), "
+        "as each run's config.yaml records it",
         f"- Each seed: `python {' '.join([*COMMAND, '--seed', 'S', '--out', 'DIR', *args.extra.split()])}`",
         f"- Target: at most {TARGET_SECONDS} s wall per run on 2 cores, clean error no worse than 18.3% "
         "(seed 0 before the faster step, 6 min 10 s)", "",
